@@ -1,0 +1,765 @@
+"""The simulation driver: a discrete-event loop in virtual time.
+
+It drives a routing stack (sans-I/O generators, one per request) against the world:
+the tape supplies every random draw, the fault schedule the windows, and each model or
+tool is a server with a capacity (FIFO queue beyond it) and an optional token-bucket
+rate limit (429 beyond it). Nothing sleeps and nothing reads a clock: a 20 s call costs
+a heap push. Events are ordered by (time, sequence), so ties resolve in the order they
+were scheduled and a run is deterministic.
+
+The loop writes column buffers (`Trace`): one preallocated slot per request, and
+growing typed arrays for spans, with strings interned to small integer codes.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from harness.faults import Schedule, Window
+from harness.spec import Suite
+from harness.stack import (
+    CallModel,
+    CallTool,
+    Final,
+    ModelResult,
+    Note,
+    RequestInfo,
+    RoutingStack,
+    Tick,
+    ToolResult,
+    Wait,
+)
+from harness.stack._effects import ERROR, MALFORMED, OK, RATE_LIMITED, TIMEOUT
+from harness.traffic import Requests
+from harness.world import WIDTH, Tape
+
+FAST_FAIL_S = 0.02
+"""Time to a refused connection, an HTTP error or a 429: no server capacity is used."""
+STEP_OUTPUT_SHARE = 0.25
+"""A ReAct step's output (thought + tool arguments) relative to the task's answer size."""
+
+_RESUME, _RELEASE, _RESUME_RELEASE, _QUEUE_TIMEOUT = 0, 1, 2, 3
+
+
+class Codes:
+    """Interns strings to small integer codes for a column; code 0 is always ''."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self) -> None:
+        self.values: list[str] = [""]
+        self.index: dict[str, int] = {"": 0}
+
+    def __call__(self, value: str) -> int:
+        code = self.index.get(value)
+        if code is None:
+            code = self.index[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Codes back to an object array of strings."""
+        return np.asarray(self.values, dtype=object)[codes]
+
+
+@dataclass
+class SpanBuffers:
+    """Growing typed columns, one entry per span."""
+
+    request_id: array = field(default_factory=lambda: array("q"))
+    index: array = field(default_factory=lambda: array("h"))
+    kind: array = field(default_factory=lambda: array("b"))
+    name: array = field(default_factory=lambda: array("h"))
+    target: array = field(default_factory=lambda: array("h"))
+    tier: array = field(default_factory=lambda: array("h"))
+    call_index: array = field(default_factory=lambda: array("h"))
+    start_s: array = field(default_factory=lambda: array("d"))
+    end_s: array = field(default_factory=lambda: array("d"))
+    queue_s: array = field(default_factory=lambda: array("d"))
+    status: array = field(default_factory=lambda: array("b"))
+    http_status: array = field(default_factory=lambda: array("h"))
+    input_tokens: array = field(default_factory=lambda: array("l"))
+    output_tokens: array = field(default_factory=lambda: array("l"))
+    cost_usd: array = field(default_factory=lambda: array("d"))
+    fault: array = field(default_factory=lambda: array("h"))
+    detail: array = field(default_factory=lambda: array("h"))
+    caught: array = field(default_factory=lambda: array("b"))
+    acted: array = field(default_factory=lambda: array("b"))
+    violation: array = field(default_factory=lambda: array("b"))
+
+
+SPAN_KINDS = ("router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker")
+STATUSES = ("ok", "error", "timeout", "rate_limited", "malformed", "rejected")
+_K_ROUTER, _K_CHAT, _K_TOOL, _K_RETRIEVAL, _K_POLICY, _K_BACKOFF, _K_BREAKER = range(7)
+_STATUS = {s: i for i, s in enumerate(STATUSES)}
+
+
+@dataclass
+class Trace:
+    """Everything a run recorded, as columns. `records` turns it into tables."""
+
+    n: int
+    finished: np.ndarray  # bool
+    end_s: np.ndarray
+    outcome: np.ndarray  # int8 code into `outcomes`
+    route: np.ndarray  # int16 code into `codes.route`
+    served_by: np.ndarray
+    tiers_tried: np.ndarray
+    escalated: np.ndarray
+    retries: np.ndarray
+    fallbacks: np.ndarray
+    handoff: np.ndarray
+    confidence: np.ndarray
+    cost_usd: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    model_calls: np.ndarray
+    tool_calls: np.ndarray
+    violations: np.ndarray
+    violation_kinds: np.ndarray  # int16 code into codes.violation_kinds
+    caught: np.ndarray  # guardrail catches (acted on)
+    spans: SpanBuffers
+    codes: dict[str, Codes]
+    outcomes: tuple[str, ...]
+    events: int = 0
+
+
+class _Server:
+    """Capacity and rate limit of one model or tool."""
+
+    __slots__ = ("busy", "burst", "capacity", "last", "queue", "rps", "tokens")
+
+    def __init__(self, capacity: int | None, rps: float | None, burst: int | None) -> None:
+        self.capacity = capacity if capacity is not None else 1 << 62
+        self.busy = 0
+        self.queue: deque[_Call] = deque()
+        self.rps = rps or 0.0
+        self.burst = float(burst if burst is not None else max(1.0, rps or 0.0))
+        self.tokens = self.burst
+        self.last = 0.0
+
+    def admit(self, now: float) -> float:
+        """Take a rate-limit token; 0.0 if admitted, else seconds until one is free."""
+        if self.rps <= 0.0:
+            return 0.0
+        tokens = min(self.burst, self.tokens + (now - self.last) * self.rps)
+        self.last = now
+        if tokens >= 1.0:
+            self.tokens = tokens - 1.0
+            return 0.0
+        self.tokens = tokens
+        return (1.0 - tokens) / self.rps
+
+
+class _Call:
+    """A call waiting for or holding server capacity."""
+
+    __slots__ = ("done", "issue_s", "proc", "result", "server", "service_s", "span", "timeout_s")
+
+    def __init__(
+        self,
+        proc: _Proc,
+        server: _Server,
+        result: ModelResult | ToolResult,
+        service_s: float,
+        timeout_s: float,
+        issue_s: float,
+        span: int,
+    ) -> None:
+        self.proc = proc
+        self.server = server
+        self.result = result
+        self.service_s = service_s
+        self.timeout_s = timeout_s
+        self.issue_s = issue_s
+        self.span = span  # index of the span row to fill in when the call starts or times out
+        self.done = False
+
+
+class _Proc:
+    """One request in flight."""
+
+    __slots__ = ("calls", "cls", "cost", "gen", "in_tok", "mcalls", "nspan", "out_tok", "penalty",
+                 "rid", "tcalls", "violations")  # fmt: skip
+
+    def __init__(self, rid: int, gen: object, cls: int, n_targets: int) -> None:
+        self.rid = rid
+        self.gen = gen
+        self.cls = cls
+        self.calls = [0] * n_targets  # calls made per model, then per tool (tape call index)
+        self.nspan = 0
+        self.in_tok = 0
+        self.out_tok = 0
+        self.cost = 0.0
+        self.penalty = 0.0
+        self.mcalls = 0
+        self.tcalls = 0
+        self.violations: list[str] = []
+
+
+class Engine:
+    """Runs one suite's requests through a stack in virtual time. Use `run()` once."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        requests: Requests,
+        tape: Tape,
+        faults: Schedule,
+        stack: RoutingStack,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.suite = suite
+        self.req = requests
+        self.tape = tape
+        self.faults = faults
+        self.stack = stack
+        self.progress = progress
+        self.now = 0.0
+        self._heap: list[tuple[float, int, int, object, object]] = []
+        self._seq = 0
+        models = list(suite.models.values())
+        tools = list(suite.tools.values())
+        self.model_index = {name: i for i, name in enumerate(suite.models)}
+        self.tool_index = {name: i for i, name in enumerate(suite.tools)}
+        self.nm = len(models)
+        self.servers = [
+            _Server(m.capacity, m.rate_limit.rps if m.rate_limit else None,
+                    m.rate_limit.burst if m.rate_limit else None)
+            for m in models
+        ] + [
+            _Server(t.capacity, t.rate_limit.rps if t.rate_limit else None,
+                    t.rate_limit.burst if t.rate_limit else None)
+            for t in tools
+        ]  # fmt: skip
+        classes = requests.class_names
+        self.quality = [[m.quality.get(c, m.default_quality) for c in classes] for m in models]
+        self.price_in = [m.price.input_per_mtok / 1e6 for m in models]
+        self.price_out = [m.price.output_per_mtok / 1e6 for m in models]
+        self.verbosity = [m.verbosity for m in models]
+        self.error_rate = [m.error_rate for m in models]
+        self.malformed_rate = [m.malformed_rate for m in models]
+        self.inject = [m.injection_susceptibility for m in models]
+        self.bad_args = [m.invalid_tool_args_rate for m in models]
+        self.tiers = [m.tier for m in models]
+        self.tool_retrieval = [t.kind == "retrieval" for t in tools]
+        self.tool_error = [t.error_rate for t in tools]
+        self.tool_tokens = [t.result_tokens for t in tools]
+        clf = suite.stack.classifier
+        self.clf_accuracy = clf.accuracy
+        self.clf_tokens = clf.output_tokens
+        self.classes = classes
+        mix = list(suite.traffic.mix.values())
+        self.class_tools = [tuple(c.tools) or tuple(suite.tools) for c in mix]
+        n = len(requests)
+        self.codes = {
+            k: Codes()
+            for k in ("route", "tier", "tiers_tried", "name", "target", "fault", "detail",
+                      "violation", "violation_kinds")
+        }  # fmt: skip
+        self.outcomes = ("success", "wrong", "timeout", "error", "blocked", "handoff",
+                         "budget_exhausted")  # fmt: skip
+        self._outcome_code = {o: i for i, o in enumerate(self.outcomes)}
+        self.trace = Trace(
+            n=n,
+            finished=np.zeros(n, bool),
+            end_s=np.zeros(n),
+            outcome=np.zeros(n, np.int8),
+            route=np.zeros(n, np.int16),
+            served_by=np.zeros(n, np.int16),
+            tiers_tried=np.zeros(n, np.int16),
+            escalated=np.zeros(n, bool),
+            retries=np.zeros(n, np.int16),
+            fallbacks=np.zeros(n, np.int16),
+            handoff=np.zeros(n, bool),
+            confidence=np.full(n, np.nan, np.float32),
+            cost_usd=np.zeros(n),
+            input_tokens=np.zeros(n, np.int64),
+            output_tokens=np.zeros(n, np.int64),
+            model_calls=np.zeros(n, np.int16),
+            tool_calls=np.zeros(n, np.int16),
+            violations=np.zeros(n, np.int16),
+            violation_kinds=np.zeros(n, np.int16),
+            caught=np.zeros(n, np.int16),
+            spans=SpanBuffers(),
+            codes=self.codes,
+            outcomes=self.outcomes,
+        )
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Trace:
+        """Simulate every request to completion and return the trace."""
+        req = self.req
+        arrivals = req.arrival_s.tolist()
+        classes = req.task_class.tolist()
+        in_tok = req.input_tokens.tolist()
+        steps = req.tool_steps.tolist()
+        labels = list(
+            zip(req.pii.tolist(), req.injection.tolist(), req.prohibited.tolist(),
+                req.high_impact.tolist(), strict=True)
+        )  # fmt: skip
+        names = self.classes
+        heap = self._heap
+        pop = heapq.heappop
+        n = len(arrivals)
+        ntargets = len(self.servers)
+        jitter = self.tape.jitter
+        handle = self.stack.handle
+        done = 0
+        report_every = max(1, n // 200)
+        i = 0
+        events = 0
+        while True:
+            if i < n and (not heap or arrivals[i] <= heap[0][0]):
+                t = arrivals[i]
+                self.now = t
+                c = classes[i]
+                pii, inj, proh, hi = labels[i]
+                info = RequestInfo(
+                    i, t, names[c], in_tok[i], steps[i], self.class_tools[c], pii, inj, proh, hi,
+                    _jitter_of(jitter, i),
+                )  # fmt: skip
+                proc = _Proc(i, handle(info), c, ntargets)
+                i += 1
+                if self._advance(proc, None):
+                    done += 1
+                continue
+            if not heap:
+                break
+            t, _, kind, a, b = pop(heap)
+            events += 1
+            self.now = t
+            if kind == _RESUME_RELEASE:
+                assert isinstance(a, _Call)
+                self._release(a.server)
+                if self._advance(a.proc, a.result):
+                    done += 1
+            elif kind == _RESUME:
+                assert isinstance(a, _Proc)
+                if self._advance(a, b):
+                    done += 1
+            elif kind == _RELEASE:
+                assert isinstance(a, _Server)
+                self._release(a)
+            else:  # _QUEUE_TIMEOUT
+                assert isinstance(a, _Call)
+                if a.done:
+                    continue
+                a.done = True
+                self._undo_cost(a)
+                res = a.result
+                res.status = TIMEOUT
+                res.now = t
+                res.latency_s = t - a.issue_s
+                if isinstance(res, ModelResult):
+                    res.input_tokens = res.output_tokens = 0
+                    res.correct = False
+                    res.http_status = 0
+                sp = self.trace.spans
+                sp.end_s[a.span] = t
+                sp.queue_s[a.span] = t - a.issue_s
+                sp.status[a.span] = _STATUS[TIMEOUT]
+                sp.http_status[a.span] = 0
+                sp.input_tokens[a.span] = sp.output_tokens[a.span] = 0
+                sp.cost_usd[a.span] = 0.0
+                if self._advance(a.proc, res):
+                    done += 1
+            if self.progress is not None and done % report_every == 0:
+                self.progress(done)
+        self.trace.events = events + n
+        if self.progress is not None:
+            self.progress(done)
+        return self.trace
+
+    def _push(self, t: float, kind: int, a: object, b: object = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, a, b))
+
+    def _release(self, server: _Server) -> None:
+        server.busy -= 1
+        q = server.queue
+        while q:
+            call = q.popleft()
+            if not call.done:
+                self._start(call)
+                return
+
+    # ------------------------------------------------------------------ the stack side
+
+    def _advance(self, proc: _Proc, outcome: object) -> bool:
+        """Feed `outcome` to the request's stack and act on effects until one takes time.
+
+        Returns True when the request finished.
+        """
+        gen = proc.gen
+        send = gen.send  # type: ignore[attr-defined]
+        now = self.now
+        while True:
+            try:
+                eff = send(outcome)
+            except StopIteration as stop:
+                self._finish(proc, stop.value)
+                return True
+            tp = type(eff)
+            if tp is CallModel:
+                self._call_model(proc, eff)
+                return False
+            if tp is Note:
+                self._note(proc, eff)
+                outcome = Tick(now)
+                continue
+            if tp is CallTool:
+                self._call_tool(proc, eff)
+                return False
+            if tp is Wait:
+                idx = self._span(proc, _K_BACKOFF, eff.reason, "", "", 0, now, now + eff.seconds)
+                del idx
+                self._push(now + eff.seconds, _RESUME, proc, Tick(now + eff.seconds))
+                return False
+            raise TypeError(f"stack yielded {eff!r}, which is not an effect")
+
+    def _note(self, proc: _Proc, note: Note) -> None:
+        kind = {"router": _K_ROUTER, "policy_check": _K_POLICY}.get(note.kind, _K_BREAKER)
+        now = self.now
+        i = self._span(proc, kind, note.name, "", "", 0, now, now)
+        sp = self.trace.spans
+        sp.detail[i] = self.codes["detail"](note.detail)
+        sp.caught[i] = note.caught
+        sp.acted[i] = note.acted
+        if note.violation:
+            sp.violation[i] = self.codes["violation"](note.violation)
+            proc.violations.append(note.violation)
+        if note.kind == "policy_check" and note.caught and note.acted:
+            self.trace.caught[proc.rid] += 1
+        if kind == _K_BREAKER:
+            sp.status[i] = _STATUS["rejected"]
+
+    def _span(
+        self,
+        proc: _Proc,
+        kind: int,
+        name: str,
+        target: str,
+        tier: str,
+        call_index: int,
+        start: float,
+        end: float,
+    ) -> int:
+        """Append a span row with defaults; return its row index."""
+        sp = self.trace.spans
+        codes = self.codes
+        sp.request_id.append(proc.rid)
+        sp.index.append(proc.nspan)
+        proc.nspan += 1
+        sp.kind.append(kind)
+        sp.name.append(codes["name"](name))
+        sp.target.append(codes["target"](target))
+        sp.tier.append(codes["tier"](tier))
+        sp.call_index.append(call_index)
+        sp.start_s.append(start)
+        sp.end_s.append(end)
+        sp.queue_s.append(0.0)
+        sp.status.append(0)
+        sp.http_status.append(0)
+        sp.input_tokens.append(0)
+        sp.output_tokens.append(0)
+        sp.cost_usd.append(0.0)
+        sp.fault.append(0)
+        sp.detail.append(0)
+        sp.caught.append(0)
+        sp.acted.append(0)
+        sp.violation.append(0)
+        return len(sp.kind) - 1
+
+    # ------------------------------------------------------------------ the world side
+
+    def _call_model(self, proc: _Proc, eff: CallModel) -> None:
+        now = self.now
+        m = self.model_index[eff.model]
+        rid = proc.rid
+        k = proc.calls[m]
+        proc.calls[m] = k + 1
+        proc.mcalls += 1
+        tape = self.tape
+        if k < WIDTH:
+            lat = tape.latency_s.item(rid, m, k)
+            err_u = tape.error_u.item(rid, m, k)
+            fault_u = tape.fault_u.item(rid, m, k)
+            args_u = tape.args_u.item(rid, m, k)
+        else:
+            lat, err_u, fault_u, args_u = tape.model_call(self.suite, rid, m, k)
+        res = ModelResult(OK, now, 0.0)
+        timeout = eff.timeout_s
+        fault = ""
+        fast = False
+        hang = False
+        windows = self.faults.models[m]
+        if windows:
+            for w in windows:
+                if w.start_s <= now < w.end_s and fault_u < w.probability:
+                    fault = w.label if not fault else fault + "+" + w.label
+                    kind = w.kind
+                    if kind == "latency" or kind == "slow_first_token":
+                        lat += w.add_s + w.jitter_s * (fault_u / w.probability)
+                    elif kind == "malformed":
+                        res.status = MALFORMED
+                    elif kind == "timeout":
+                        hang = True
+                    else:
+                        fast = True
+                        _fail_fast(res, w)
+        server = self.servers[m]
+        if not fast and not hang:
+            wait = server.admit(now)
+            if wait > 0.0:
+                fast = True
+                res.status = RATE_LIMITED
+                res.http_status = 429
+                res.retry_after_s = wait
+        if not fast and not hang and res.status == OK:
+            er = self.error_rate[m]
+            if err_u < er:
+                res.status = ERROR
+                res.http_status = 500
+            elif err_u < er + self.malformed_rate[m]:
+                res.status = MALFORMED
+        purpose = eff.purpose
+        span = self._span(proc, _K_CHAT, purpose, eff.model, self.tiers[m], k, now, now)
+        sp = self.trace.spans
+        if fault:
+            sp.fault[span] = self.codes["fault"](fault)
+        if fast or hang:
+            end = now + (min(timeout, FAST_FAIL_S) if fast else timeout)
+            if hang:
+                res.status = TIMEOUT
+                res.http_status = 0
+            res.now = end
+            res.latency_s = end - now
+            sp.end_s[span] = end
+            sp.status[span] = _STATUS[res.status]
+            sp.http_status[span] = res.http_status
+            self._push(end, _RESUME, proc, res)
+            return
+        # a response will be produced: fill in what the world says about it
+        if res.status == OK or res.status == MALFORMED:
+            cls = proc.cls
+            if purpose == "classify":
+                out = self.clf_tokens
+                right = tape.classify_u.item(rid) < self.clf_accuracy
+                if right:
+                    res.predicted_class = self.classes[cls]
+                    res.confidence = tape.classify_conf_right.item(rid)
+                else:
+                    others = [c for j, c in enumerate(self.classes) if j != cls] or [
+                        self.classes[cls]
+                    ]
+                    pick = int(tape.classify_pick.item(rid) * len(others))
+                    res.predicted_class = others[min(pick, len(others) - 1)]
+                    res.confidence = tape.classify_conf_wrong.item(rid)
+                res.correct = right
+            else:
+                base = self.req.output_tokens.item(rid) * self.verbosity[m]
+                if purpose == "answer":
+                    out = max(1, round(base))
+                    q = self.quality[m][cls]
+                    if eff.degraded:
+                        q *= 1.0 - proc.penalty
+                    right = tape.difficulty.item(rid) < q
+                    res.correct = right
+                    res.confidence = (
+                        tape.conf_right.item(rid, m) if right else tape.conf_wrong.item(rid, m)
+                    )
+                else:
+                    out = max(1, round(base * STEP_OUTPUT_SHARE))
+                    res.invalid_args = args_u < self.bad_args[m]
+                    res.confidence = 1.0
+                if self.req.injection.item(rid):
+                    res.follows_injection = tape.inject_u.item(rid, m) < self.inject[m]
+            cap = eff.max_output_tokens
+            if cap is not None and out > cap:
+                out = cap
+                res.truncated = True
+            res.input_tokens = eff.input_tokens
+            res.output_tokens = out
+            cost = eff.input_tokens * self.price_in[m] + out * self.price_out[m]
+            proc.in_tok += eff.input_tokens
+            proc.out_tok += out
+            proc.cost += cost
+            sp.input_tokens[span] = eff.input_tokens
+            sp.output_tokens[span] = out
+            sp.cost_usd[span] = cost
+        call = _Call(proc, server, res, lat, timeout, now, span)
+        if server.busy < server.capacity:
+            server.busy += 1
+            self._start(call)
+        else:
+            server.queue.append(call)
+            self._push(now + timeout, _QUEUE_TIMEOUT, call)
+
+    def _call_tool(self, proc: _Proc, eff: CallTool) -> None:
+        now = self.now
+        t = self.tool_index[eff.tool]
+        rid = proc.rid
+        slot = self.nm + t
+        k = proc.calls[slot]
+        proc.calls[slot] = k + 1
+        proc.tcalls += 1
+        tape = self.tape
+        if k < WIDTH:
+            lat = tape.tool_latency_s.item(rid, t, k)
+            err_u = tape.tool_error_u.item(rid, t, k)
+            fault_u = tape.tool_fault_u.item(rid, t, k)
+        else:
+            lat, err_u, fault_u = tape.tool_call(self.suite, rid, t, k)
+        res = ToolResult(OK, now, 0.0)
+        fault = ""
+        fast = hang = False
+        for w in self.faults.tools[t]:
+            if w.start_s <= now < w.end_s and fault_u < w.probability:
+                fault = w.label if not fault else fault + "+" + w.label
+                kind = w.kind
+                if kind == "latency":
+                    lat += w.add_s + w.jitter_s * (fault_u / w.probability)
+                elif kind == "timeout":
+                    hang = True
+                elif kind == "degraded_retrieval":
+                    res.degraded = True
+                    proc.penalty = max(proc.penalty, w.quality_penalty)
+                elif kind == "flaky_tool":
+                    res.status = ERROR
+                    res.http_status = 500
+                else:
+                    fast = True
+                    _fail_fast(res, w)
+        server = self.servers[slot]
+        if not fast and not hang:
+            wait = server.admit(now)
+            if wait > 0.0:
+                fast = True
+                res.status = RATE_LIMITED
+                res.http_status = 429
+        if res.status == OK and not hang and err_u < self.tool_error[t]:
+            res.status = ERROR
+            res.http_status = 500
+        kind = _K_RETRIEVAL if self.tool_retrieval[t] else _K_TOOL
+        span = self._span(proc, kind, eff.tool, eff.tool, "", k, now, now)
+        sp = self.trace.spans
+        if fault:
+            sp.fault[span] = self.codes["fault"](fault)
+        if res.status == OK:
+            res.injected = bool(self.req.injection.item(rid))
+            res.result_tokens = self.tool_tokens[t]
+        timeout = eff.timeout_s
+        if fast or hang:
+            end = now + (min(timeout, FAST_FAIL_S) if fast else timeout)
+            if hang:
+                res.status = TIMEOUT
+                res.http_status = 0
+            res.now = end
+            res.latency_s = end - now
+            sp.end_s[span] = end
+            sp.status[span] = _STATUS[res.status]
+            sp.http_status[span] = res.http_status
+            self._push(end, _RESUME, proc, res)
+            return
+        call = _Call(proc, server, res, lat, timeout, now, span)
+        if server.busy < server.capacity:
+            server.busy += 1
+            self._start(call)
+        else:
+            server.queue.append(call)
+            self._push(now + timeout, _QUEUE_TIMEOUT, call)
+
+    def _start(self, call: _Call) -> None:
+        """Give `call` a server slot now; schedule its response and the slot's release."""
+        now = self.now
+        call.done = True
+        res = call.result
+        issue = call.issue_s
+        end = now + call.service_s
+        sp = self.trace.spans
+        span = call.span
+        sp.queue_s[span] = now - issue
+        deadline = issue + call.timeout_s
+        if end > deadline:  # the client gives up; the server still works until `end`
+            self._undo_cost(call)
+            res.status = TIMEOUT
+            res.http_status = 0
+            if isinstance(res, ModelResult):
+                res.input_tokens = res.output_tokens = 0
+                res.correct = False
+            res.now = deadline
+            res.latency_s = deadline - issue
+            sp.end_s[span] = deadline
+            sp.status[span] = _STATUS[TIMEOUT]
+            sp.input_tokens[span] = sp.output_tokens[span] = 0
+            sp.cost_usd[span] = 0.0
+            self._push(deadline, _RESUME, call.proc, res)
+            self._push(end, _RELEASE, call.server)
+            return
+        res.now = end
+        res.latency_s = end - issue
+        sp.end_s[span] = end
+        sp.status[span] = _STATUS[res.status]
+        sp.http_status[span] = res.http_status
+        self._push(end, _RESUME_RELEASE, call)
+
+    def _undo_cost(self, call: _Call) -> None:
+        """A call that timed out is not billed: take back what was counted at issue."""
+        res = call.result
+        if isinstance(res, ModelResult) and res.output_tokens:
+            sp = self.trace.spans
+            proc = call.proc
+            proc.in_tok -= res.input_tokens
+            proc.out_tok -= res.output_tokens
+            proc.cost -= sp.cost_usd[call.span]
+
+    def _finish(self, proc: _Proc, final: Final) -> None:
+        tr = self.trace
+        rid = proc.rid
+        codes = self.codes
+        tr.finished[rid] = True
+        tr.end_s[rid] = self.now
+        tr.outcome[rid] = self._outcome_code[final.outcome]
+        tr.route[rid] = codes["route"](final.route)
+        tr.served_by[rid] = codes["tier"](final.served_by)
+        tr.tiers_tried[rid] = codes["tiers_tried"](">".join(final.tiers_tried))
+        tr.escalated[rid] = final.escalated
+        tr.retries[rid] = final.retries
+        tr.fallbacks[rid] = final.fallbacks
+        tr.handoff[rid] = final.handoff
+        tr.confidence[rid] = final.confidence
+        tr.cost_usd[rid] = proc.cost
+        tr.input_tokens[rid] = proc.in_tok
+        tr.output_tokens[rid] = proc.out_tok
+        tr.model_calls[rid] = proc.mcalls
+        tr.tool_calls[rid] = proc.tcalls
+        if proc.violations:
+            tr.violations[rid] = len(proc.violations)
+            tr.violation_kinds[rid] = codes["violation_kinds"](",".join(sorted(proc.violations)))
+
+
+def _fail_fast(res: ModelResult | ToolResult, w: Window) -> None:
+    """An outage, HTTP error or injected 429: the call fails without using capacity."""
+    if w.kind == "rate_limit":
+        res.status = RATE_LIMITED
+        res.http_status = 429
+        if isinstance(res, ModelResult):
+            res.retry_after_s = w.retry_after_s
+    elif w.kind == "outage":
+        res.status = ERROR
+        res.http_status = 503
+    else:
+        res.status = ERROR
+        res.http_status = w.status
+
+
+def _jitter_of(jitter: Callable[[int, int], float], rid: int) -> Callable[[int], float]:
+    return lambda j: jitter(rid, j)

@@ -1,0 +1,104 @@
+"""The fault schedule: which windows apply to which model or tool, and the phase labels.
+
+Faults are data. The engine asks `active(...)` for the windows that hit one call and
+turns them into outcomes (an error status, added latency, a hang); nothing raises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.spec import Fault, Suite
+
+MODEL_KINDS = frozenset(
+    {"latency", "outage", "timeout", "http_error", "rate_limit", "malformed", "slow_first_token"}
+)
+TOOL_KINDS = frozenset(
+    {"latency", "outage", "timeout", "http_error", "rate_limit", "flaky_tool", "degraded_retrieval"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One fault window resolved for one target, with the fields the engine needs."""
+
+    kind: str
+    start_s: float
+    end_s: float
+    probability: float
+    label: str
+    add_s: float
+    jitter_s: float
+    status: int
+    retry_after_s: float
+    quality_penalty: float
+
+    @classmethod
+    def of(cls, f: Fault) -> Window:
+        return cls(
+            kind=f.kind,
+            start_s=f.start_s,
+            end_s=f.start_s + f.duration_s,
+            probability=f.probability,
+            label=f.label,
+            add_s=f.add_ms / 1000.0,
+            jitter_s=f.jitter_ms / 1000.0,
+            status=f.status,
+            retry_after_s=f.retry_after_s,
+            quality_penalty=f.quality_penalty,
+        )
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Fault windows per model index and per tool index (in suite order)."""
+
+    models: tuple[tuple[Window, ...], ...]
+    tools: tuple[tuple[Window, ...], ...]
+
+
+def schedule(suite: Suite) -> Schedule:
+    """Resolve each fault's target (model, tier, tool or `retrieval`) to concrete endpoints."""
+    models = []
+    for name, m in suite.models.items():
+        models.append(
+            tuple(
+                Window.of(f)
+                for f in suite.faults
+                if f.target in (name, m.tier) and f.kind in MODEL_KINDS
+            )
+        )
+    tools = []
+    for name, t in suite.tools.items():
+        targets = {name, "retrieval"} if t.kind == "retrieval" else {name}
+        tools.append(
+            tuple(
+                Window.of(f)
+                for f in suite.faults
+                if f.target in targets
+                and f.kind in TOOL_KINDS
+                and (f.kind != "degraded_retrieval" or t.kind == "retrieval")
+            )
+        )
+    return Schedule(models=tuple(models), tools=tuple(tools))
+
+
+def hits(windows: tuple[Window, ...], now: float, u: float) -> list[Window]:
+    """The windows active at `now` whose probability the call's roll `u` falls under."""
+    return [w for w in windows if w.start_s <= now < w.end_s and u < w.probability]
+
+
+def phases(suite: Suite, arrival_s: np.ndarray) -> np.ndarray:
+    """Per request, the fault windows (and spikes) active at its arrival: 'a+b' or 'baseline'."""
+    windows = [(f.start_s, f.start_s + f.duration_s, f.label) for f in suite.faults]
+    windows += [(s.start_s, s.start_s + s.duration_s, "spike") for s in suite.traffic.spikes]
+    n = arrival_s.shape[0]
+    if not windows:
+        return np.full(n, "baseline", dtype=object)
+    masks = np.stack([(arrival_s >= a) & (arrival_s < b) for a, b, _ in windows])
+    labels = [w[2] for w in windows]
+    codes, inverse = np.unique(masks.T, axis=0, return_inverse=True)
+    names = ["+".join(dict.fromkeys(lab for lab, on in zip(labels, row) if on)) or "baseline" for row in codes]
+    return np.asarray(names, dtype=object)[inverse.reshape(-1)]

@@ -1,0 +1,114 @@
+"""Per-route service metrics: the numbers a routing change is judged by.
+
+One row per route plus one for `all`, computed from the requests table. Percentiles
+are exact (linear interpolation between order statistics, numpy's default), success
+rates carry a Wilson 95% interval.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from harness.records import Column
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+ALL = "all"
+
+SUMMARY_COLUMNS: tuple[Column, ...] = (
+    Column("route", "string", "Route name, or 'all' for every request."),
+    Column("requests", "int64", "Requests on the route."),
+    Column("success_rate", "float64", "Share of requests with success (blocked counts as success)."),
+    Column("success_ci_low", "float64", "Wilson 95% interval, lower bound of success_rate."),
+    Column("success_ci_high", "float64", "Wilson 95% interval, upper bound of success_rate."),
+    Column("p50_latency_ms", "float64", "Median latency, milliseconds."),
+    Column("p95_latency_ms", "float64", "95th percentile latency, milliseconds."),
+    Column("p99_latency_ms", "float64", "99th percentile latency, milliseconds."),
+    Column("mean_latency_ms", "float64", "Mean latency, milliseconds."),
+    Column("cost_per_request_usd", "float64", "Mean token cost per request."),
+    Column("cost_per_success_usd", "float64", "Total cost divided by successes (NaN if none)."),
+    Column("total_cost_usd", "float64", "Total token cost."),
+    Column("tokens_per_request", "float64", "Mean input + output tokens per request."),
+    Column("escalation_rate", "float64", "Share of requests escalated to a higher tier."),
+    Column("fallback_rate", "float64", "Share of requests that fell back after a failure."),
+    Column("handoff_rate", "float64", "Share of requests handed off to a human."),
+    Column("retries_per_request", "float64", "Mean retried calls per request."),
+    Column("timeout_rate", "float64", "Share of requests ending in timeout."),
+    Column("error_rate", "float64", "Share of requests ending in error."),
+    Column("budget_exhausted_rate", "float64", "Share of requests stopped by a token or step budget."),
+    Column("violations", "int64", "Policy violations let through."),
+    Column("guardrail_catches", "int64", "Edge cases guardrails caught and acted on."),
+)
+
+
+def wilson(successes: float, n: float, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson score interval for a proportion; (nan, nan) when n == 0."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _row(route: str, df: pd.DataFrame) -> dict[str, object]:
+    n = len(df)
+    lat = df["latency_ms"].to_numpy()
+    succ = int(df["success"].sum())
+    cost = float(df["cost_usd"].sum())
+    outcome = df["outcome"].to_numpy()
+    p50, p95, p99 = (np.percentile(lat, [50, 95, 99]) if n else (math.nan,) * 3)
+    lo, hi = wilson(succ, n)
+
+    def share(mask: np.ndarray) -> float:
+        return float(mask.mean()) if n else math.nan
+
+    return {
+        "route": route,
+        "requests": n,
+        "success_rate": succ / n if n else math.nan,
+        "success_ci_low": lo,
+        "success_ci_high": hi,
+        "p50_latency_ms": float(p50),
+        "p95_latency_ms": float(p95),
+        "p99_latency_ms": float(p99),
+        "mean_latency_ms": float(lat.mean()) if n else math.nan,
+        "cost_per_request_usd": cost / n if n else math.nan,
+        "cost_per_success_usd": cost / succ if succ else math.nan,
+        "total_cost_usd": cost,
+        "tokens_per_request": float((df["input_tokens"] + df["output_tokens"]).mean()) if n else math.nan,
+        "escalation_rate": share(df["escalated"].to_numpy()),
+        "fallback_rate": share(df["fallbacks"].to_numpy() > 0),
+        "handoff_rate": share(df["handoff"].to_numpy()),
+        "retries_per_request": float(df["retries"].mean()) if n else math.nan,
+        "timeout_rate": share(outcome == "timeout"),
+        "error_rate": share(outcome == "error"),
+        "budget_exhausted_rate": share(outcome == "budget_exhausted"),
+        "violations": int(df["violations"].sum()),
+        "guardrail_catches": int(df["guardrail_catches"].sum()),
+    }
+
+
+def summarize(requests: pd.DataFrame) -> pd.DataFrame:
+    """Summary rows: each route in order of first appearance by name, then `all`."""
+    import pandas as pd
+
+    rows = [_row(str(route), g) for route, g in requests.groupby("route", sort=True)]
+    rows.append(_row(ALL, requests))
+    return pd.DataFrame(rows, columns=[c.name for c in SUMMARY_COLUMNS])
+
+
+def summary_table(requests: pd.DataFrame) -> pa.Table:
+    """The summary as an Arrow table with the documented schema."""
+    import pyarrow as pa
+
+    from harness.records import schema
+
+    sch = schema(SUMMARY_COLUMNS)
+    return pa.Table.from_pandas(summarize(requests), schema=sch, preserve_index=False)

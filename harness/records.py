@@ -1,0 +1,202 @@
+"""The analysts' contract: the columns of requests and spans, documented once, here.
+
+`requests_table` and `spans_table` turn an engine `Trace` into Arrow tables whose
+schema is exactly `REQUEST_COLUMNS` / `SPAN_COLUMNS` (names, types, meaning). Span
+attribute names follow the OpenTelemetry GenAI conventions where one exists
+(`gen_ai.operation.name`, `gen_ai.request.model`, `gen_ai.usage.input_tokens`, ...).
+Bump `SCHEMA_VERSION` whenever a column changes meaning, type or name.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from harness.engine import Trace
+    from harness.traffic import Requests
+
+SCHEMA_VERSION = 1
+
+
+class Column(NamedTuple):
+    """One documented column: name, Arrow type name, meaning."""
+
+    name: str
+    type: str
+    doc: str
+
+
+REQUEST_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", "int64", "Index of the request in arrival order; pairs runs of one seed."),
+    Column("arrival_s", "float64", "Arrival time, seconds of virtual time after the run start."),
+    Column("task_class", "string", "True task class from the traffic mix."),
+    Column("route", "string", "Routing decision (e.g. routine, reasoning, escalation)."),
+    Column("served_by", "string", "Tier that produced the final answer; 'human' on handoff."),
+    Column("tiers_tried", "string", "Tiers used, in order, joined by '>' (e.g. fast>balanced)."),
+    Column("outcome", "string", "success, wrong, timeout, error, blocked, handoff or budget_exhausted."),
+    Column("success", "bool", "Correct answer, or a correct refusal (outcome blocked)."),
+    Column("latency_ms", "float64", "Arrival to final verdict, milliseconds (queueing included)."),
+    Column("cost_usd", "float64", "Token cost of every billed model call of the request."),
+    Column("input_tokens", "int64", "Prompt tokens over billed model calls."),
+    Column("output_tokens", "int64", "Completion tokens over billed model calls."),
+    Column("escalated", "bool", "Moved up a tier on low confidence or low classifier confidence."),
+    Column("retries", "int16", "Retried calls (models and tools)."),
+    Column("fallbacks", "int16", "Switches to another model or tier after a failure."),
+    Column("handoff", "bool", "Ended with a human (approval or last resort)."),
+    Column("violations", "int16", "Policy violations let through."),
+    Column("violation_kinds", "string", "Kinds of those violations, sorted, comma-separated."),
+    Column("guardrail_catches", "int16", "Edge cases a guardrail caught and acted on."),
+    Column("confidence", "float32", "Confidence of the accepted answer (NaN without one)."),
+    Column("model_calls", "int16", "Model calls made (attempts included)."),
+    Column("tool_calls", "int16", "Tool and retrieval calls made (attempts included)."),
+    Column("pii", "bool", "Edge case: the prompt carried personal data."),
+    Column("prompt_injection", "bool", "Edge case: a tool result carried an injected instruction."),
+    Column("prohibited_action", "bool", "Edge case: the user asked for a prohibited action."),
+    Column("high_impact", "bool", "Edge case: the request needed a high-impact action."),
+    Column("phase", "string", "Fault windows and spikes active at arrival ('baseline' if none)."),
+)
+
+SPAN_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", "int64", "Request the span belongs to."),
+    Column("span_index", "int16", "Order of the span within its request."),
+    Column("kind", "string",
+           "router, chat, execute_tool, retrieval, policy_check, backoff or breaker."),  # fmt: skip
+    Column("name", "string",
+           "Purpose (classify, step, repair, answer), tool, check or route name."),  # fmt: skip
+    Column("gen_ai.operation.name", "string", "OpenTelemetry GenAI operation (chat, execute_tool)."),
+    Column("gen_ai.request.model", "string", "Model called (chat spans)."),
+    Column("gen_ai.tool.name", "string", "Tool called (execute_tool and retrieval spans)."),
+    Column("tier", "string", "Tier of the model called."),
+    Column("call_index", "int16", "k-th call of this request to this model or tool (tape key)."),
+    Column("start_s", "float64", "Start, seconds of virtual time."),
+    Column("duration_ms", "float64", "Duration including queueing, milliseconds."),
+    Column("queue_ms", "float64", "Time waiting for capacity, milliseconds."),
+    Column("status", "string", "ok, error, timeout, rate_limited, malformed or rejected."),
+    Column("http.response.status_code", "int16", "HTTP status of a call (0: none, e.g. timeout)."),
+    Column("gen_ai.usage.input_tokens", "int64", "Billed prompt tokens."),
+    Column("gen_ai.usage.output_tokens", "int64", "Billed completion tokens."),
+    Column("cost_usd", "float64", "Cost of the call."),
+    Column("fault", "string", "Injected faults that hit the call ('' if none)."),
+    Column("detail", "string", "Router: chosen tier and reason; policy check: the stage checked."),
+    Column("caught", "bool", "Policy check: the guardrail detected the edge case."),
+    Column("acted", "bool", "Policy check: the guardrail acted (redacted, blocked, handed off)."),
+    Column("violation", "string", "Policy check: the violation this step let through ('' if none)."),
+)
+
+
+def schema(columns: tuple[Column, ...]) -> pa.Schema:
+    """Arrow schema of a column list, with each column's doc as field metadata."""
+    import pyarrow as pa
+
+    types = {"bool": pa.bool_(), "string": pa.string()}
+    return pa.schema(
+        [
+            pa.field(c.name, types.get(c.type) or getattr(pa, c.type)(), metadata={"doc": c.doc})
+            for c in columns
+        ],
+        metadata={"evalx.schema_version": str(SCHEMA_VERSION)},
+    )
+
+
+def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Table:
+    """One row per request, in request-id order."""
+    import pyarrow as pa
+
+    codes = trace.codes
+    outcome = np.asarray(trace.outcomes, dtype=object)[trace.outcome]
+    success = (trace.outcome == trace.outcomes.index("success")) | (
+        trace.outcome == trace.outcomes.index("blocked")
+    )
+    cols = {
+        "request_id": np.arange(trace.n, dtype=np.int64),
+        "arrival_s": requests.arrival_s,
+        "task_class": np.asarray(requests.class_names, dtype=object)[requests.task_class],
+        "route": codes["route"].decode(trace.route),
+        "served_by": codes["tier"].decode(trace.served_by),
+        "tiers_tried": codes["tiers_tried"].decode(trace.tiers_tried),
+        "outcome": outcome,
+        "success": success,
+        "latency_ms": (trace.end_s - requests.arrival_s) * 1000.0,
+        "cost_usd": trace.cost_usd,
+        "input_tokens": trace.input_tokens,
+        "output_tokens": trace.output_tokens,
+        "escalated": trace.escalated,
+        "retries": trace.retries,
+        "fallbacks": trace.fallbacks,
+        "handoff": trace.handoff,
+        "violations": trace.violations,
+        "violation_kinds": codes["violation_kinds"].decode(trace.violation_kinds),
+        "guardrail_catches": trace.caught,
+        "confidence": trace.confidence,
+        "model_calls": trace.model_calls,
+        "tool_calls": trace.tool_calls,
+        "pii": requests.pii,
+        "prompt_injection": requests.injection,
+        "prohibited_action": requests.prohibited,
+        "high_impact": requests.high_impact,
+        "phase": phase,
+    }
+    return _table(cols, REQUEST_COLUMNS)
+
+
+def spans_table(trace: Trace) -> pa.Table:
+    """One row per span, ordered by request id, then span order."""
+    from harness.engine import SPAN_KINDS, STATUSES
+
+    sp = trace.spans
+    codes = trace.codes
+    rid = np.frombuffer(sp.request_id, dtype=np.int64)
+    index = np.frombuffer(sp.index, dtype=np.int16)
+    order = np.lexsort((index, rid))
+    kind = np.frombuffer(sp.kind, dtype=np.int8)[order]
+    kinds = np.asarray(SPAN_KINDS, dtype=object)[kind]
+    op = np.full(kind.shape, "", dtype=object)
+    op[kinds == "chat"] = "chat"
+    op[(kinds == "execute_tool") | (kinds == "retrieval")] = "execute_tool"
+    target = codes["target"].decode(np.frombuffer(sp.target, dtype=np.int16)[order])
+    is_chat = kinds == "chat"
+    is_tool = op == "execute_tool"
+    start = np.frombuffer(sp.start_s, dtype=np.float64)[order]
+    end = np.frombuffer(sp.end_s, dtype=np.float64)[order]
+
+    def col(buf: object, dtype: type) -> np.ndarray:
+        return np.frombuffer(buf, dtype=dtype)[order]  # type: ignore[call-overload,no-any-return]
+
+    cols = {
+        "request_id": rid[order],
+        "span_index": index[order],
+        "kind": kinds,
+        "name": codes["name"].decode(col(sp.name, np.int16)),
+        "gen_ai.operation.name": op,
+        "gen_ai.request.model": np.where(is_chat, target, ""),
+        "gen_ai.tool.name": np.where(is_tool, target, ""),
+        "tier": codes["tier"].decode(col(sp.tier, np.int16)),
+        "call_index": col(sp.call_index, np.int16),
+        "start_s": start,
+        "duration_ms": (end - start) * 1000.0,
+        "queue_ms": col(sp.queue_s, np.float64) * 1000.0,
+        "status": np.asarray(STATUSES, dtype=object)[col(sp.status, np.int8)],
+        "http.response.status_code": col(sp.http_status, np.int16),
+        "gen_ai.usage.input_tokens": col(sp.input_tokens, np.int64),
+        "gen_ai.usage.output_tokens": col(sp.output_tokens, np.int64),
+        "cost_usd": col(sp.cost_usd, np.float64),
+        "fault": codes["fault"].decode(col(sp.fault, np.int16)),
+        "detail": codes["detail"].decode(col(sp.detail, np.int16)),
+        "caught": col(sp.caught, np.int8).astype(bool),
+        "acted": col(sp.acted, np.int8).astype(bool),
+        "violation": codes["violation"].decode(col(sp.violation, np.int8).astype(np.int16)),
+    }
+    return _table(cols, SPAN_COLUMNS)
+
+
+def _table(cols: dict[str, np.ndarray], columns: tuple[Column, ...]) -> pa.Table:
+    import pyarrow as pa
+
+    sch = schema(columns)
+    assert list(cols) == sch.names, "column buffers and documented schema disagree"
+    arrays = [pa.array(cols[f.name], type=f.type, from_pandas=False) for f in sch]
+    return pa.Table.from_arrays(arrays, schema=sch)

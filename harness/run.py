@@ -1,0 +1,117 @@
+"""One run of a suite: sample the world, drive the stack, build the records, write them.
+
+`simulate` is pure computation (suite in, tables out) and is what sweeps and executors
+reuse; `write` puts a result on disk with its manifest.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.engine import Engine, Trace
+from harness.faults import phases, schedule
+from harness.records import SCHEMA_VERSION, requests_table, spans_table
+from harness.spec import Suite
+from harness.stack import ReferenceStack
+from harness.storage import MANIFEST, REQUESTS, SPANS, SUMMARY, write_run
+from harness.traffic import sample_requests
+from harness.world import sample_tape
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from harness.spec._suite import LoadedSuite
+
+
+@dataclass
+class RunResult:
+    """The tables of one simulated run and how long it took."""
+
+    requests: pa.Table
+    spans: pa.Table
+    summary: pa.Table
+    trace: Trace
+    sim_seconds: float
+    wall_seconds: float
+
+
+def simulate(suite: Suite, progress: Callable[[int], None] | None = None) -> RunResult:
+    """Run `suite` in virtual time and return its tables. Deterministic in `suite.seed`."""
+    from harness.metrics import summary_table
+
+    t0 = time.perf_counter()
+    reqs = sample_requests(suite)
+    tape = sample_tape(suite, reqs)
+    engine = Engine(suite, reqs, tape, schedule(suite), ReferenceStack(suite), progress)
+    trace = engine.run()
+    requests = requests_table(trace, reqs, phases(suite, reqs.arrival_s))
+    spans = spans_table(trace)
+    summary = summary_table(requests.to_pandas())
+    return RunResult(
+        requests=requests,
+        spans=spans,
+        summary=summary,
+        trace=trace,
+        sim_seconds=float(trace.end_s.max()) if trace.n else 0.0,
+        wall_seconds=time.perf_counter() - t0,
+    )
+
+
+def run_id(loaded: LoadedSuite) -> str:
+    """A sortable, readable id: UTC time, then the suite hash prefix."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{loaded.suite_hash[:8]}"
+
+
+def versions() -> dict[str, str]:
+    """Versions of evalx and of the libraries that shape its numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("evalx", "numpy", "pandas", "pyarrow", "scipy", "pydantic"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def manifest(loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]) -> dict[str, Any]:
+    """What a run was, where its parameters came from, and what produced it."""
+    suite = loaded.suite
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": rid,
+        "suite": suite.name,
+        "suite_path": str(loaded.path),
+        "suite_hash": loaded.suite_hash,
+        "seed": suite.seed,
+        "requests": result.trace.n,
+        "spans": result.spans.num_rows,
+        "events": result.trace.events,
+        "simulated_seconds": round(result.sim_seconds, 6),
+        "wall_seconds": round(result.wall_seconds, 6),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": argv,
+        "versions": versions(),
+        "host": platform.node(),
+        "parameters": loaded.parameters(),
+        "files": [REQUESTS, SPANS, SUMMARY, MANIFEST],
+    }
+
+
+def write(
+    out: Path, loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]
+) -> Path:
+    """Write the run directory atomically."""
+    return write_run(
+        out,
+        {REQUESTS: result.requests, SPANS: result.spans, SUMMARY: result.summary},
+        manifest(loaded, result, rid, argv),
+    )

@@ -1,0 +1,478 @@
+"""The suite: every knob of a scenario, validated, documented and frozen.
+
+Defaults keep small suites short: a suite needs `name`, `models` and a `traffic.mix`;
+everything else has a production-like default. Each field's docstring is the reference
+documentation users read (`evalx validate` errors point back at these names).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    """Base for every suite section: unknown keys are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+# --------------------------------------------------------------------------- traffic
+
+
+class Spike(Strict):
+    """A window during which the arrival rate is multiplied."""
+
+    start_s: NonNegFloat
+    """Start of the spike, seconds after the run starts."""
+    duration_s: PositiveFloat
+    """How long the spike lasts, seconds."""
+    multiplier: PositiveFloat = 3.0
+    """Arrival rate during the spike, as a multiple of `traffic.rate_per_s`."""
+
+
+class TaskClass(Strict):
+    """One class of requests in the mix (e.g. routine, moderate, hard)."""
+
+    weight: NonNegFloat
+    """Relative share of requests (weights are normalised; 0.7/0.2/0.1 is the classic mix)."""
+    input_tokens: Annotated[int, Field(ge=1)] = 500
+    """Median prompt size in tokens (lognormal around it, see `token_spread`)."""
+    output_tokens: Annotated[int, Field(ge=1)] = 200
+    """Median answer size in tokens before a model's verbosity factor."""
+    token_spread: NonNegFloat = 0.3
+    """Lognormal sigma of token counts; 0 makes every request exactly the median."""
+    tool_steps: Annotated[int, Field(ge=0)] = 0
+    """ReAct steps (think -> tool -> observe) the task needs before the final answer."""
+    tools: list[str] = Field(default_factory=list)
+    """Tools used by the steps, in order, cycled (names from `tools`); empty uses all tools."""
+
+
+class EdgeCases(Strict):
+    """Share of requests carrying each edge case, drawn independently per request."""
+
+    pii: Probability = 0.0
+    """The prompt contains personal data (email, phone, card number)."""
+    prompt_injection: Probability = 0.0
+    """A tool or retrieval result carries an injected instruction."""
+    prohibited_action: Probability = 0.0
+    """The user asks for an action the policy prohibits; the correct outcome is `blocked`."""
+    high_impact: Probability = 0.0
+    """The request needs a high-impact action (refund, deletion): premium tier or a human."""
+
+
+class Traffic(Strict):
+    """How requests arrive and what they ask for."""
+
+    requests: Annotated[int, Field(ge=1)] = 1000
+    """Number of requests in the run."""
+    rate_per_s: PositiveFloat = 10.0
+    """Mean arrival rate of the Poisson process outside spikes, requests per second."""
+    spikes: list[Spike] = Field(default_factory=list)
+    """Windows of raised arrival rate."""
+    mix: dict[str, TaskClass]
+    """Task classes by name with their weights, sizes and tool steps."""
+    edge_cases: EdgeCases = EdgeCases()
+    """Rates of policy edge cases."""
+
+    @model_validator(mode="after")
+    def _weights_positive(self) -> Traffic:
+        if not self.mix:
+            raise ValueError("mix needs at least one task class")
+        if sum(c.weight for c in self.mix.values()) <= 0:
+            raise ValueError("mix weights must not all be 0")
+        return self
+
+
+# --------------------------------------------------------------------------- models and tools
+
+
+class Latency(Strict):
+    """A latency distribution. Lognormal is fitted exactly through p50 and p99."""
+
+    dist: Literal["lognormal", "exponential", "constant"] = "lognormal"
+    """Shape: `lognormal` (p50 and p99), `exponential` (mean_ms) or `constant` (p50_ms)."""
+    p50_ms: PositiveFloat = 800.0
+    """Median latency (lognormal, constant), milliseconds."""
+    p99_ms: PositiveFloat = 4000.0
+    """99th percentile latency (lognormal), milliseconds; must exceed p50_ms."""
+    mean_ms: PositiveFloat | None = None
+    """Mean latency (exponential), milliseconds; defaults to p50_ms / ln 2."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Latency:
+        if self.dist == "lognormal" and self.p99_ms <= self.p50_ms:
+            raise ValueError("p99_ms must be greater than p50_ms")
+        return self
+
+
+class Price(Strict):
+    """Token prices in US dollars per million tokens."""
+
+    input_per_mtok: NonNegFloat = 0.0
+    """Price of a million prompt tokens."""
+    output_per_mtok: NonNegFloat = 0.0
+    """Price of a million completion tokens."""
+
+
+class Calibration(Strict):
+    """How a model's self-reported confidence relates to being right (Beta distributions)."""
+
+    correct_mean: Probability = 0.8
+    """Mean confidence when the answer is right."""
+    wrong_mean: Probability = 0.5
+    """Mean confidence when the answer is wrong; closer to correct_mean = worse calibration."""
+    concentration: PositiveFloat = 8.0
+    """Beta concentration (a + b); higher means less overlap between right and wrong."""
+
+
+class RateLimit(Strict):
+    """A token bucket on calls; calls beyond it get HTTP 429 with Retry-After."""
+
+    rps: PositiveFloat
+    """Sustained calls per second."""
+    burst: Annotated[int, Field(ge=1)] | None = None
+    """Bucket size; defaults to one second of calls."""
+
+
+class Model(Strict):
+    """A model endpoint: tier, latency, price, quality per task class, calibration, capacity."""
+
+    tier: str
+    """Capability tier this model belongs to (a name listed in `stack.tiers`)."""
+    latency: Latency = Latency()
+    """Service time of one call (excluding queueing)."""
+    price: Price = Price()
+    """Token prices."""
+    quality: dict[str, Probability]
+    """Probability of a correct answer per task class; classes not listed use `default_quality`."""
+    default_quality: Probability = 0.5
+    """Quality for task classes missing from `quality`."""
+    calibration: Calibration = Calibration()
+    """Confidence model."""
+    verbosity: PositiveFloat = 1.0
+    """Multiplier on a task's output tokens."""
+    capacity: Annotated[int, Field(ge=1)] | None = None
+    """Concurrent calls served; further calls wait in a FIFO queue. None = unlimited."""
+    rate_limit: RateLimit | None = None
+    """Token-bucket rate limit (429 beyond it). None = no limit."""
+    malformed_rate: Probability = 0.0
+    """Chance a response is unparseable (bad JSON, empty) without any fault injected."""
+    error_rate: Probability = 0.0
+    """Chance of a spontaneous HTTP 500 without any fault injected."""
+    injection_susceptibility: Probability = 0.3
+    """Chance the model follows an injected instruction it reads."""
+    invalid_tool_args_rate: Probability = 0.02
+    """Chance a tool call it proposes has schema-invalid arguments."""
+
+
+class Tool(Strict):
+    """A tool or retrieval store the agent calls during ReAct steps."""
+
+    kind: Literal["tool", "retrieval"] = "tool"
+    """`retrieval` calls can be degraded (empty or stale results) by faults."""
+    latency: Latency = Latency(p50_ms=150.0, p99_ms=900.0)
+    """Service time of one call."""
+    error_rate: Probability = 0.0
+    """Chance of an error on any call without a fault injected."""
+    capacity: Annotated[int, Field(ge=1)] | None = None
+    """Concurrent calls served; None = unlimited."""
+    rate_limit: RateLimit | None = None
+    """Token-bucket rate limit; None = no limit."""
+    result_tokens: Annotated[int, Field(ge=0)] = 300
+    """Tokens a result adds to the agent's context (input of the next model call)."""
+
+
+# --------------------------------------------------------------------------- faults
+
+FaultKind = Literal[
+    "latency",
+    "outage",
+    "timeout",
+    "http_error",
+    "rate_limit",
+    "malformed",
+    "slow_first_token",
+    "flaky_tool",
+    "degraded_retrieval",
+]
+
+
+class Fault(Strict):
+    """A scheduled fault window on a target, rolled per call with `probability`."""
+
+    kind: FaultKind
+    """What goes wrong (after toxiproxy, Envoy fault filters and Chaos Mesh)."""
+    target: str
+    """A model name, a tier name, a tool name, or `retrieval` (every retrieval tool)."""
+    start_s: NonNegFloat = 0.0
+    """Start of the window, seconds after the run starts."""
+    duration_s: PositiveFloat = 1e12
+    """Length of the window, seconds (default: the whole run)."""
+    probability: Probability = 1.0
+    """Chance each call in the window is affected."""
+    name: str | None = None
+    """Label used in the `phase` column; defaults to `<kind>:<target>`."""
+    add_ms: NonNegFloat = 0.0
+    """`latency`, `slow_first_token`: milliseconds added to the call."""
+    jitter_ms: NonNegFloat = 0.0
+    """`latency`: extra uniform 0..jitter_ms added on top of add_ms."""
+    status: Annotated[int, Field(ge=400, le=599)] = 503
+    """`http_error`: HTTP status returned."""
+    retry_after_s: NonNegFloat = 1.0
+    """`rate_limit`: Retry-After the 429 carries, seconds."""
+    quality_penalty: Probability = 0.5
+    """`degraded_retrieval`: fraction of answer quality lost with empty or stale context."""
+
+    @property
+    def label(self) -> str:
+        """Name shown in the `phase` column."""
+        return self.name or f"{self.kind}:{self.target}"
+
+
+# --------------------------------------------------------------------------- stack
+
+
+class Classifier(Strict):
+    """The router's task classifier, run on a cheap model before routing."""
+
+    enabled: bool = True
+    """Off: the router sees the true task class, no classifier call is made."""
+    model: str | None = None
+    """Model that classifies; defaults to the first model of the lowest tier."""
+    accuracy: Probability = 0.9
+    """Chance the predicted class is the true one."""
+    input_tokens: Annotated[int, Field(ge=1)] = 200
+    """Prompt tokens of a classification call."""
+    output_tokens: Annotated[int, Field(ge=1)] = 5
+    """Completion tokens of a classification call."""
+    min_confidence: Probability = 0.6
+    """Below this classifier confidence the request starts one tier higher."""
+
+
+class Route(Strict):
+    """A routing decision: which tier starts, and its retry cap."""
+
+    tier: str
+    """Tier whose models are tried first."""
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    """Retries per model call on this route (the per-route cap)."""
+
+
+class Escalation(Strict):
+    """When a request moves up a tier."""
+
+    confidence_threshold: Probability = 0.6
+    """An answer with lower confidence is discarded and the next tier asked."""
+    high_impact_route: str | None = "escalation"
+    """Route for requests carrying a high-impact action (None: route by class)."""
+
+
+class Retry(Strict):
+    """Retries with full-jitter exponential backoff (delay = U * min(cap, base * 2^k))."""
+
+    base_ms: PositiveFloat = 200.0
+    """First backoff scale, milliseconds."""
+    cap_ms: PositiveFloat = 5000.0
+    """Largest backoff scale, milliseconds."""
+    respect_retry_after: bool = True
+    """Wait at least a 429's Retry-After before retrying."""
+
+
+class RetryBudget(Strict):
+    """Caps retries to a share of traffic so retries cannot amplify an outage (Finagle style)."""
+
+    ratio: NonNegFloat = 0.2
+    """Retries allowed per request started in the window."""
+    min_per_s: NonNegFloat = 5.0
+    """Retries per second always allowed, whatever the traffic."""
+    window_s: PositiveFloat = 10.0
+    """Sliding window, seconds."""
+
+
+class Breaker(Strict):
+    """A circuit breaker per model, with resilience4j semantics."""
+
+    enabled: bool = True
+    """Off: every call goes through."""
+    window_type: Literal["count", "time"] = "count"
+    """Sliding window over the last N calls (`count`) or N seconds (`time`)."""
+    window_size: Annotated[int, Field(ge=1)] = 20
+    """N, calls or seconds."""
+    minimum_calls: Annotated[int, Field(ge=1)] = 10
+    """Calls recorded before rates are evaluated."""
+    failure_rate_threshold: Annotated[float, Field(gt=0, le=100)] = 50.0
+    """Percent of failed calls that opens the breaker."""
+    slow_call_rate_threshold: Annotated[float, Field(gt=0, le=100)] = 100.0
+    """Percent of slow calls that opens the breaker."""
+    slow_call_ms: PositiveFloat = 30000.0
+    """A call at least this long is slow, milliseconds."""
+    wait_open_s: PositiveFloat = 30.0
+    """Time open before trial calls are let through, seconds."""
+    half_open_calls: Annotated[int, Field(ge=1)] = 3
+    """Trial calls in half-open state."""
+
+
+class Timeouts(Strict):
+    """Per-call timeouts and the request deadline."""
+
+    model_call_ms: PositiveFloat = 15000.0
+    """Timeout of one model call, including its queueing time, milliseconds."""
+    tool_call_ms: PositiveFloat = 5000.0
+    """Timeout of one tool call, milliseconds."""
+    request_deadline_ms: PositiveFloat = 60000.0
+    """Deadline for the whole request; no call outlives it, milliseconds."""
+
+
+class Budgets(Strict):
+    """Economic controls."""
+
+    request_tokens: Annotated[int, Field(ge=1)] | None = 50000
+    """Tokens (input + output) one request may spend; None = unlimited."""
+    step_output_tokens: Annotated[int, Field(ge=1)] | None = 4000
+    """max_tokens of each call; an answer cut short fails with budget_exhausted."""
+    max_steps: Annotated[int, Field(ge=0)] = 8
+    """Cap on ReAct tool steps; more needed ends the request with budget_exhausted."""
+
+
+class Guardrails(Strict):
+    """Deterministic checks on every path, whatever the model (first version; see policies)."""
+
+    enforce: bool = True
+    """Off: checks observe and record what they would have caught, but do not act."""
+    pii_redaction: bool = True
+    """Redact personal data before any model or tool sees it."""
+    tool_schema: bool = True
+    """Validate tool arguments; invalid ones are repaired once or refused."""
+    prohibited_actions: bool = True
+    """Refuse prohibited actions outright."""
+    injection_containment: bool = True
+    """Block actions proposed after reading untrusted content that the user did not ask for."""
+    high_impact_tiers: list[str] = Field(default_factory=lambda: ["premium"])
+    """Tiers allowed to take high-impact actions; others hand off to a human for approval."""
+
+
+class Stack(Strict):
+    """The reference routing stack's configuration."""
+
+    tiers: list[str] = Field(default_factory=lambda: ["fast", "balanced", "premium"])
+    """Capability tiers from cheapest to strongest; escalation walks up this list."""
+    classifier: Classifier = Classifier()
+    """Task classifier."""
+    routes: dict[str, Route] = Field(
+        default_factory=lambda: {
+            "routine": Route(tier="fast"),
+            "reasoning": Route(tier="balanced"),
+            "escalation": Route(tier="premium", max_retries=1),
+        }
+    )
+    """Routes by name."""
+    class_routes: dict[str, str] = Field(
+        default_factory=lambda: {"routine": "routine", "moderate": "reasoning", "hard": "reasoning"}
+    )
+    """Route for each task class; classes not listed take the first route."""
+    escalation: Escalation = Escalation()
+    """Escalation rules."""
+    retry: Retry = Retry()
+    """Backoff between retries."""
+    retry_budget: RetryBudget | None = RetryBudget()
+    """Shared retry budget; None = unlimited retries (up to each route's cap)."""
+    breaker: Breaker = Breaker()
+    """Circuit breaker per model."""
+    timeouts: Timeouts = Timeouts()
+    """Timeouts and deadline."""
+    budgets: Budgets = Budgets()
+    """Token budgets and step cap."""
+    guardrails: Guardrails = Guardrails()
+    """Deterministic guardrails."""
+    handoff: bool = True
+    """Hand off to a human when every tier failed (otherwise the request errors)."""
+
+
+# --------------------------------------------------------------------------- suite
+
+
+class Suite(Strict):
+    """A scenario: traffic, world (models, tools, faults) and the routing stack under test."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    """Suite name; runs go under `runs/<name>/` by default."""
+    description: str = ""
+    """Free text shown in reports."""
+    seed: Annotated[int, Field(ge=0)] = 0
+    """Root seed of the world and traffic; same seed => identical records."""
+    traffic: Traffic
+    """Arrivals and request mix."""
+    models: dict[str, Model]
+    """Model endpoints by name."""
+    tools: dict[str, Tool] = Field(default_factory=dict)
+    """Tools and retrieval stores by name."""
+    faults: list[Fault] = Field(default_factory=list)
+    """Scheduled fault windows."""
+    stack: Stack = Stack()
+    """The routing stack under test."""
+    policies: dict[str, object] | None = None
+    """Reserved for versioned policy files."""
+    thresholds: dict[str, list[str]] | None = None
+    """Reserved for service objectives (k6 grammar)."""
+    sweep: dict[str, object] | None = None
+    """Reserved for the sweep grid."""
+
+
+Path = tuple[str | int, ...]
+
+
+def reference_problems(suite: Suite) -> list[tuple[Path, str, list[str]]]:
+    """Names that point at nothing: (path, message, valid names for a did-you-mean hint).
+
+    Kept outside pydantic so each problem carries its own key path, and so its line.
+    """
+    tiers = suite.stack.tiers
+    out: list[tuple[Path, str, list[str]]] = []
+    for name, m in suite.models.items():
+        if m.tier not in tiers:
+            out.append((("models", name, "tier"), f"unknown tier {m.tier!r}", tiers))
+    for i, t in enumerate(tiers):
+        if not any(m.tier == t for m in suite.models.values()):
+            out.append((("stack", "tiers", i), f"tier {t!r} has no model", []))
+    for rname, r in suite.stack.routes.items():
+        if r.tier not in tiers:
+            out.append((("stack", "routes", rname, "tier"), f"unknown tier {r.tier!r}", tiers))
+    routes = list(suite.stack.routes)
+    classes = list(suite.traffic.mix)
+    for cls, rname in suite.stack.class_routes.items():
+        if cls not in suite.traffic.mix:
+            out.append((("stack", "class_routes", cls), "unknown task class", classes))
+        if rname not in suite.stack.routes:
+            out.append((("stack", "class_routes", cls), f"unknown route {rname!r}", routes))
+    hir = suite.stack.escalation.high_impact_route
+    if hir is not None and hir not in suite.stack.routes:
+        out.append(
+            (("stack", "escalation", "high_impact_route"), f"unknown route {hir!r}", routes)
+        )
+    cm = suite.stack.classifier.model
+    if cm is not None and cm not in suite.models:
+        out.append((("stack", "classifier", "model"), f"unknown model {cm!r}", list(suite.models)))
+    for cname, c in suite.traffic.mix.items():
+        for j, tool in enumerate(c.tools):
+            if tool not in suite.tools:
+                out.append(
+                    (("traffic", "mix", cname, "tools", j), f"unknown tool {tool!r}", list(suite.tools))
+                )
+        if c.tool_steps and not suite.tools:
+            out.append((("traffic", "mix", cname, "tool_steps"), "steps need `tools`", []))
+    targets = [*suite.models, *tiers, *suite.tools, "retrieval"]
+    for i, f in enumerate(suite.faults):
+        if f.target not in targets:
+            out.append((("faults", i, "target"), f"unknown target {f.target!r}", targets))
+    for tier in suite.stack.guardrails.high_impact_tiers:
+        if tier not in tiers:
+            out.append(
+                (("stack", "guardrails", "high_impact_tiers"), f"unknown tier {tier!r}", tiers)
+            )
+    return out

@@ -1,0 +1,41 @@
+"""Routing stacks and the sans-I/O effect protocol that drivers speak with them."""
+
+from harness.stack._breaker import BreakerConfig, CircuitBreaker
+from harness.stack._effects import (
+    OUTCOMES,
+    CallModel,
+    CallTool,
+    Effect,
+    Final,
+    Handler,
+    ModelResult,
+    Note,
+    Outcome,
+    RequestInfo,
+    RoutingStack,
+    Tick,
+    ToolResult,
+    Wait,
+)
+from harness.stack._reference import ReferenceStack, RetryBudget
+
+__all__ = [
+    "OUTCOMES",
+    "BreakerConfig",
+    "CallModel",
+    "CallTool",
+    "CircuitBreaker",
+    "Effect",
+    "Final",
+    "Handler",
+    "ModelResult",
+    "Note",
+    "Outcome",
+    "ReferenceStack",
+    "RequestInfo",
+    "RetryBudget",
+    "RoutingStack",
+    "Tick",
+    "ToolResult",
+    "Wait",
+]

@@ -1,0 +1,77 @@
+"""Run directories on disk: Parquet tables and the manifest, written atomically.
+
+A run is written into a hidden sibling directory and renamed into place only when
+every file is complete, so an interrupted or failed run never leaves a directory that
+looks like a finished one. Parquet files carry `evalx.schema_version` in their
+metadata and nothing time- or host-dependent, so equal runs give equal bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import OutputError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+REQUESTS, SPANS, SUMMARY, MANIFEST = "requests.parquet", "spans.parquet", "summary.parquet", "manifest.json"
+
+
+def write_table(table: pa.Table, path: Path) -> None:
+    """Write one Parquet file deterministically (no created-by timestamps, fixed options)."""
+    import pyarrow.parquet as pq
+
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        row_group_size=1 << 20,
+        write_statistics=True,
+        store_schema=True,
+    )
+
+
+def check_out(out: Path) -> None:
+    """Refuse an output directory that exists and is not empty, before any work is done."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise OutputError(
+            f"{out}: output directory already exists and is not empty; "
+            "choose another --out or remove it"
+        )
+
+
+def write_run(
+    out: Path,
+    tables: Mapping[str, pa.Table],
+    manifest: Mapping[str, Any],
+    extra_files: Mapping[str, str] | None = None,
+) -> Path:
+    """Write tables and manifest into `out` atomically; returns `out`.
+
+    `tables` maps file name to table; `extra_files` maps file name to text.
+    """
+    check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        for name, table in tables.items():
+            write_table(table, tmp / name)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+        (tmp / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+        )
+        if out.exists():
+            out.rmdir()  # empty, checked above
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,99 @@
+"""The requests of a run: arrival times, task classes, sizes and edge-case labels.
+
+Sampled up front and vectorised from the suite's seed, in blocks, so request i's
+draws depend only on (seed, i) and the traffic section: never on routing settings,
+and not on how many requests follow it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.spec import Suite, Traffic
+from harness.util import blocks, generator
+
+_ARRIVALS, _MIX, _TOKENS, _LABELS = 1, 2, 3, 4
+
+
+@dataclass(frozen=True)
+class Requests:
+    """Column arrays, one entry per request, in arrival order (request id = index)."""
+
+    arrival_s: np.ndarray  # float64, non-decreasing
+    task_class: np.ndarray  # int16 index into class_names
+    class_names: tuple[str, ...]
+    input_tokens: np.ndarray  # int32
+    output_tokens: np.ndarray  # int32, before a model's verbosity
+    tool_steps: np.ndarray  # int16
+    pii: np.ndarray  # bool
+    injection: np.ndarray  # bool
+    prohibited: np.ndarray  # bool
+    high_impact: np.ndarray  # bool
+
+    def __len__(self) -> int:
+        return int(self.arrival_s.shape[0])
+
+
+def rate_breakpoints(traffic: Traffic) -> tuple[np.ndarray, np.ndarray]:
+    """The piecewise-constant arrival rate: (times, rate from each time on)."""
+    edges = {0.0}
+    for s in traffic.spikes:
+        edges.update((s.start_s, s.start_s + s.duration_s))
+    times = np.array(sorted(edges))
+    rates = np.full(times.shape, traffic.rate_per_s)
+    for s in traffic.spikes:
+        inside = (times >= s.start_s) & (times < s.start_s + s.duration_s)
+        rates[inside] *= s.multiplier
+    return times, rates
+
+
+def arrival_times(traffic: Traffic, seed: int) -> np.ndarray:
+    """Poisson arrivals with spikes, by inverting the cumulative intensity (exact, vectorised)."""
+    n = traffic.requests
+    parts = []
+    for b, lo, hi in blocks(n):
+        parts.append(generator(seed, _ARRIVALS, b).standard_exponential(hi - lo))
+    ops = np.cumsum(np.concatenate(parts))  # arrival epochs of a unit-rate process
+    times, rates = rate_breakpoints(traffic)
+    cum = np.concatenate([[0.0], np.cumsum(np.diff(times) * rates[:-1])])
+    seg = np.searchsorted(cum, ops, side="right") - 1
+    return np.asarray(times[seg] + (ops - cum[seg]) / rates[seg], dtype=np.float64)
+
+
+def sample_requests(suite: Suite) -> Requests:
+    """Every request of the suite, deterministic in `suite.seed`."""
+    traffic, seed, n = suite.traffic, suite.seed, suite.traffic.requests
+    names = tuple(traffic.mix)
+    classes = list(traffic.mix.values())
+    weights = np.array([c.weight for c in classes], dtype=np.float64)
+    cdf = np.cumsum(weights / weights.sum())
+    cls = np.empty(n, dtype=np.int16)
+    z_in = np.empty(n)
+    z_out = np.empty(n)
+    labels = np.empty((n, 4))
+    for b, lo, hi in blocks(n):
+        cls[lo:hi] = np.minimum(
+            np.searchsorted(cdf, generator(seed, _MIX, b).random(hi - lo), side="right"),
+            len(names) - 1,
+        )
+        z = generator(seed, _TOKENS, b).standard_normal((2, hi - lo))
+        z_in[lo:hi], z_out[lo:hi] = z[0], z[1]
+        labels[lo:hi] = generator(seed, _LABELS, b).random((hi - lo, 4))
+    med_in = np.array([c.input_tokens for c in classes], dtype=np.float64)[cls]
+    med_out = np.array([c.output_tokens for c in classes], dtype=np.float64)[cls]
+    spread = np.array([c.token_spread for c in classes])[cls]
+    ec = traffic.edge_cases
+    return Requests(
+        arrival_s=arrival_times(traffic, seed),
+        task_class=cls,
+        class_names=names,
+        input_tokens=np.maximum(1, np.rint(med_in * np.exp(spread * z_in))).astype(np.int32),
+        output_tokens=np.maximum(1, np.rint(med_out * np.exp(spread * z_out))).astype(np.int32),
+        tool_steps=np.array([c.tool_steps for c in classes], dtype=np.int16)[cls],
+        pii=labels[:, 0] < ec.pii,
+        injection=labels[:, 1] < ec.prompt_injection,
+        prohibited=labels[:, 2] < ec.prohibited_action,
+        high_impact=labels[:, 3] < ec.high_impact,
+    )

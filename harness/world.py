@@ -1,0 +1,173 @@
+"""The world tape: every random draw of the world, sampled up front and vectorised.
+
+A draw is keyed by (seed, request, model or tool, call index): the k-th call that
+request i makes to model m always sees the same latency, error roll and fault roll,
+whatever the routing did before. Routing settings therefore change routing, never the
+world (common random numbers), which makes paired comparisons and tape-based sweeps
+exact. Calls beyond the tape's width (rare: long retry chains) are drawn on demand
+from a generator keyed the same way, so they are just as deterministic.
+
+Correctness is monotone in quality: request i has latent difficulty u_i and model m
+answers it correctly when u_i < quality[m][class]; a stronger model is right on a
+superset of requests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.spec import Latency, Suite
+from harness.traffic import Requests
+from harness.util import blocks, generator, stable_id
+
+WIDTH = 4
+"""Calls per (request, model) and (request, tool) kept on the tape."""
+JITTERS = 8
+"""Backoff jitter draws per request on the tape."""
+
+_DIFFICULTY, _CONF, _CALLS, _TOOLS, _JITTER, _CLASSIFY, _OVERFLOW = 11, 12, 13, 14, 15, 16, 17
+_Z99 = 2.3263478740408408
+
+
+def sample_latency(lat: Latency, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Latency in seconds. Lognormal passes exactly through p50 and p99."""
+    if lat.dist == "constant":
+        return np.full(shape, lat.p50_ms / 1000.0)
+    if lat.dist == "exponential":
+        mean_ms = lat.mean_ms if lat.mean_ms is not None else lat.p50_ms / math.log(2)
+        return rng.exponential(mean_ms / 1000.0, shape)
+    mu = math.log(lat.p50_ms / 1000.0)
+    sigma = (math.log(lat.p99_ms) - math.log(lat.p50_ms)) / _Z99
+    return np.exp(mu + sigma * rng.standard_normal(shape))
+
+
+def _beta(rng: np.random.Generator, mean: float, conc: float, shape: tuple[int, ...]) -> np.ndarray:
+    m = min(max(mean, 1e-3), 1 - 1e-3)
+    return rng.beta(m * conc, (1 - m) * conc, shape).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Tape:
+    """Column arrays of world draws; see module docstring for the keying."""
+
+    seed: int
+    model_names: tuple[str, ...]
+    tool_names: tuple[str, ...]
+    difficulty: np.ndarray  # (n,) latent difficulty u
+    conf_right: np.ndarray  # (n, M) confidence if the answer is right
+    conf_wrong: np.ndarray  # (n, M) confidence if wrong
+    inject_u: np.ndarray  # (n, M) follows an injected instruction when < susceptibility
+    latency_s: np.ndarray  # (n, M, WIDTH) service time
+    error_u: np.ndarray  # (n, M, WIDTH) spontaneous error / malformed roll
+    fault_u: np.ndarray  # (n, M, WIDTH) fault probability roll
+    args_u: np.ndarray  # (n, M, WIDTH) invalid tool-argument roll
+    tool_latency_s: np.ndarray  # (n, T, WIDTH)
+    tool_error_u: np.ndarray  # (n, T, WIDTH)
+    tool_fault_u: np.ndarray  # (n, T, WIDTH)
+    jitter_u: np.ndarray  # (n, JITTERS) backoff jitter
+    classify_u: np.ndarray  # (n,) classifier right when < accuracy
+    classify_pick: np.ndarray  # (n,) which wrong class it picks
+    classify_conf_right: np.ndarray  # (n,)
+    classify_conf_wrong: np.ndarray  # (n,)
+
+    def model_call(self, suite: Suite, i: int, m: int, k: int) -> tuple[float, float, float, float]:
+        """(latency_s, error_u, fault_u, args_u) of the k-th call of request i to model m."""
+        if k < WIDTH:
+            return (
+                self.latency_s.item(i, m, k),
+                self.error_u.item(i, m, k),
+                self.fault_u.item(i, m, k),
+                self.args_u.item(i, m, k),
+            )
+        name = self.model_names[m]
+        rng = generator(self.seed, _OVERFLOW, 0, stable_id(name), i, k)
+        lat = float(sample_latency(suite.models[name].latency, rng, (1,))[0])
+        u = rng.random(3)
+        return lat, float(u[0]), float(u[1]), float(u[2])
+
+    def tool_call(self, suite: Suite, i: int, t: int, k: int) -> tuple[float, float, float]:
+        """(latency_s, error_u, fault_u) of the k-th call of request i to tool t."""
+        if k < WIDTH:
+            return (
+                self.tool_latency_s.item(i, t, k),
+                self.tool_error_u.item(i, t, k),
+                self.tool_fault_u.item(i, t, k),
+            )
+        name = self.tool_names[t]
+        rng = generator(self.seed, _OVERFLOW, 1, stable_id(name), i, k)
+        lat = float(sample_latency(suite.tools[name].latency, rng, (1,))[0])
+        u = rng.random(2)
+        return lat, float(u[0]), float(u[1])
+
+    def jitter(self, i: int, j: int) -> float:
+        """Uniform draw for request i's j-th backoff."""
+        if j < JITTERS:
+            return self.jitter_u.item(i, j)
+        return float(generator(self.seed, _OVERFLOW, 2, 0, i, j).random())
+
+
+def sample_tape(suite: Suite, requests: Requests) -> Tape:
+    """Sample the whole tape for `requests` under `suite.seed`."""
+    seed, n = suite.seed, len(requests)
+    models, tools = list(suite.models.items()), list(suite.tools.items())
+    nm, nt = len(models), max(len(tools), 1)
+    f32 = np.float32
+    difficulty = np.empty(n)
+    conf_right, conf_wrong, inject_u = (np.empty((n, nm), f32) for _ in range(3))
+    latency_s = np.empty((n, nm, WIDTH))
+    error_u, fault_u, args_u = (np.empty((n, nm, WIDTH), f32) for _ in range(3))
+    tool_latency_s = np.zeros((n, nt, WIDTH))
+    tool_error_u, tool_fault_u = (np.ones((n, nt, WIDTH), f32) for _ in range(2))
+    jitter_u = np.empty((n, JITTERS), f32)
+    classify = np.empty((n, 4), f32)
+    clf_name = suite.stack.classifier.model or next(
+        name for name, m in models if m.tier == suite.stack.tiers[0]
+    )
+    clf_cal = suite.models[clf_name].calibration
+    for b, lo, hi in blocks(n):
+        size = hi - lo
+        difficulty[lo:hi] = generator(seed, _DIFFICULTY, b).random(size)
+        jitter_u[lo:hi] = generator(seed, _JITTER, b).random((size, JITTERS), f32)
+        rng = generator(seed, _CLASSIFY, b)
+        classify[lo:hi, :2] = rng.random((size, 2), f32)
+        classify[lo:hi, 2] = _beta(rng, clf_cal.correct_mean, clf_cal.concentration, (size,))
+        classify[lo:hi, 3] = _beta(rng, clf_cal.wrong_mean, clf_cal.concentration, (size,))
+        for j, (name, model) in enumerate(models):
+            cal = model.calibration
+            rng = generator(seed, _CONF, stable_id(name), b)
+            conf_right[lo:hi, j] = _beta(rng, cal.correct_mean, cal.concentration, (size,))
+            conf_wrong[lo:hi, j] = _beta(rng, cal.wrong_mean, cal.concentration, (size,))
+            inject_u[lo:hi, j] = rng.random(size, f32)
+            rng = generator(seed, _CALLS, stable_id(name), b)
+            latency_s[lo:hi, j] = sample_latency(model.latency, rng, (size, WIDTH))
+            u = rng.random((3, size, WIDTH), f32)
+            error_u[lo:hi, j], fault_u[lo:hi, j], args_u[lo:hi, j] = u[0], u[1], u[2]
+        for j, (name, tool) in enumerate(tools):
+            rng = generator(seed, _TOOLS, stable_id(name), b)
+            tool_latency_s[lo:hi, j] = sample_latency(tool.latency, rng, (size, WIDTH))
+            u = rng.random((2, size, WIDTH), f32)
+            tool_error_u[lo:hi, j], tool_fault_u[lo:hi, j] = u[0], u[1]
+    return Tape(
+        seed=seed,
+        model_names=tuple(name for name, _ in models),
+        tool_names=tuple(name for name, _ in tools),
+        difficulty=difficulty,
+        conf_right=conf_right,
+        conf_wrong=conf_wrong,
+        inject_u=inject_u,
+        latency_s=latency_s,
+        error_u=error_u,
+        fault_u=fault_u,
+        args_u=args_u,
+        tool_latency_s=tool_latency_s,
+        tool_error_u=tool_error_u,
+        tool_fault_u=tool_fault_u,
+        jitter_u=jitter_u,
+        classify_u=classify[:, 0].copy(),
+        classify_pick=classify[:, 1].copy(),
+        classify_conf_right=classify[:, 2].copy(),
+        classify_conf_wrong=classify[:, 3].copy(),
+    )
