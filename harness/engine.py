@@ -17,7 +17,8 @@ import heapq
 from array import array
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -35,7 +36,16 @@ from harness.stack import (
     ToolResult,
     Wait,
 )
-from harness.stack._effects import ERROR, MALFORMED, OK, RATE_LIMITED, TIMEOUT
+from harness.stack._effects import (
+    ERROR,
+    MALFORMED,
+    OK,
+    OUTCOMES,
+    RATE_LIMITED,
+    TIMEOUT,
+    Handler,
+    Outcome,
+)
 from harness.traffic import Requests
 from harness.world import WIDTH, Tape
 
@@ -68,36 +78,69 @@ class Codes:
         return np.asarray(self.values, dtype=object)[codes]
 
 
-@dataclass
-class SpanBuffers:
-    """Growing typed columns, one entry per span."""
+SPAN_FIELDS: tuple[tuple[str, str], ...] = (
+    ("request_id", "q"),
+    ("index", "h"),
+    ("kind", "b"),
+    ("name", "h"),
+    ("target", "h"),
+    ("tier", "h"),
+    ("call_index", "h"),
+    ("start_s", "d"),
+    ("end_s", "d"),
+    ("queue_s", "d"),
+    ("status", "b"),
+    ("http_status", "h"),
+    ("input_tokens", "q"),
+    ("output_tokens", "q"),
+    ("cost_usd", "d"),
+    ("fault", "h"),
+    ("detail", "h"),
+    ("caught", "b"),
+    ("acted", "b"),
+    ("violation", "h"),
+)
+"""Span row layout: (column, array typecode). Strings are codes into `Trace.codes`."""
 
-    request_id: array = field(default_factory=lambda: array("q"))
-    index: array = field(default_factory=lambda: array("h"))
-    kind: array = field(default_factory=lambda: array("b"))
-    name: array = field(default_factory=lambda: array("h"))
-    target: array = field(default_factory=lambda: array("h"))
-    tier: array = field(default_factory=lambda: array("h"))
-    call_index: array = field(default_factory=lambda: array("h"))
-    start_s: array = field(default_factory=lambda: array("d"))
-    end_s: array = field(default_factory=lambda: array("d"))
-    queue_s: array = field(default_factory=lambda: array("d"))
-    status: array = field(default_factory=lambda: array("b"))
-    http_status: array = field(default_factory=lambda: array("h"))
-    input_tokens: array = field(default_factory=lambda: array("l"))
-    output_tokens: array = field(default_factory=lambda: array("l"))
-    cost_usd: array = field(default_factory=lambda: array("d"))
-    fault: array = field(default_factory=lambda: array("h"))
-    detail: array = field(default_factory=lambda: array("h"))
-    caught: array = field(default_factory=lambda: array("b"))
-    acted: array = field(default_factory=lambda: array("b"))
-    violation: array = field(default_factory=lambda: array("b"))
+_CHUNK = 1 << 16
+
+
+class SpanBuffers:
+    """Span rows: appended as tuples (cheap), packed into typed columns every chunk (small)."""
+
+    __slots__ = ("columns", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float | int, ...]] = []
+        self.columns = {name: array(code) for name, code in SPAN_FIELDS}
+
+    def flush(self) -> None:
+        """Pack pending rows into the typed columns."""
+        if self.rows:
+            for (name, _), values in zip(SPAN_FIELDS, zip(*self.rows, strict=True), strict=True):
+                self.columns[name].extend(values)  # type: ignore[arg-type]
+            self.rows.clear()
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as a numpy array (zero-copy view of the packed buffer)."""
+        self.flush()
+        buf = self.columns[name]
+        return (
+            np.frombuffer(buf, dtype=np.dtype(buf.typecode))
+            if len(buf)
+            else np.zeros(0, dtype=np.dtype(buf.typecode))
+        )
+
+    def __len__(self) -> int:
+        return len(self.columns["kind"]) + len(self.rows)
 
 
 SPAN_KINDS = ("router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker")
 STATUSES = ("ok", "error", "timeout", "rate_limited", "malformed", "rejected")
 _K_ROUTER, _K_CHAT, _K_TOOL, _K_RETRIEVAL, _K_POLICY, _K_BACKOFF, _K_BREAKER = range(7)
+_NOTE_KINDS = {"router": _K_ROUTER, "policy_check": _K_POLICY, "breaker": _K_BREAKER}
 _STATUS = {s: i for i, s in enumerate(STATUSES)}
+_REJECTED = _STATUS["rejected"]
 
 
 @dataclass
@@ -158,9 +201,10 @@ class _Server:
 
 
 class _Call:
-    """A call waiting for or holding server capacity."""
+    """A model or tool call waiting for, or holding, server capacity."""
 
-    __slots__ = ("done", "issue_s", "proc", "result", "server", "service_s", "span", "timeout_s")
+    __slots__ = ("cost", "done", "fault", "head", "in_tok", "issue_s", "out_tok", "proc", "result",
+                 "server", "service_s", "timeout_s")  # fmt: skip
 
     def __init__(
         self,
@@ -170,7 +214,8 @@ class _Call:
         service_s: float,
         timeout_s: float,
         issue_s: float,
-        span: int,
+        head: tuple[int, ...],
+        fault: int,
     ) -> None:
         self.proc = proc
         self.server = server
@@ -178,7 +223,11 @@ class _Call:
         self.service_s = service_s
         self.timeout_s = timeout_s
         self.issue_s = issue_s
-        self.span = span  # index of the span row to fill in when the call starts or times out
+        self.head = head  # span row prefix: request, index, kind, name, target, tier, call index
+        self.fault = fault
+        self.in_tok = 0
+        self.out_tok = 0
+        self.cost = 0.0
         self.done = False
 
 
@@ -188,7 +237,7 @@ class _Proc:
     __slots__ = ("calls", "cls", "cost", "gen", "in_tok", "mcalls", "nspan", "out_tok", "penalty",
                  "rid", "tcalls", "violations")  # fmt: skip
 
-    def __init__(self, rid: int, gen: object, cls: int, n_targets: int) -> None:
+    def __init__(self, rid: int, gen: Handler, cls: int, n_targets: int) -> None:
         self.rid = rid
         self.gen = gen
         self.cls = cls
@@ -230,15 +279,12 @@ class Engine:
         self.tool_index = {name: i for i, name in enumerate(suite.tools)}
         self.nm = len(models)
         self.servers = [
-            _Server(m.capacity, m.rate_limit.rps if m.rate_limit else None,
-                    m.rate_limit.burst if m.rate_limit else None)
-            for m in models
-        ] + [
-            _Server(t.capacity, t.rate_limit.rps if t.rate_limit else None,
-                    t.rate_limit.burst if t.rate_limit else None)
-            for t in tools
+            _Server(e.capacity, e.rate_limit.rps if e.rate_limit else None,
+                    e.rate_limit.burst if e.rate_limit else None)
+            for e in [*models, *tools]
         ]  # fmt: skip
         classes = requests.class_names
+        self.classes = classes
         self.quality = [[m.quality.get(c, m.default_quality) for c in classes] for m in models]
         self.price_in = [m.price.input_per_mtok / 1e6 for m in models]
         self.price_out = [m.price.output_per_mtok / 1e6 for m in models]
@@ -247,25 +293,29 @@ class Engine:
         self.malformed_rate = [m.malformed_rate for m in models]
         self.inject = [m.injection_susceptibility for m in models]
         self.bad_args = [m.invalid_tool_args_rate for m in models]
-        self.tiers = [m.tier for m in models]
         self.tool_retrieval = [t.kind == "retrieval" for t in tools]
         self.tool_error = [t.error_rate for t in tools]
         self.tool_tokens = [t.result_tokens for t in tools]
         clf = suite.stack.classifier
         self.clf_accuracy = clf.accuracy
         self.clf_tokens = clf.output_tokens
-        self.classes = classes
         mix = list(suite.traffic.mix.values())
         self.class_tools = [tuple(c.tools) or tuple(suite.tools) for c in mix]
-        n = len(requests)
         self.codes = {
             k: Codes()
             for k in ("route", "tier", "tiers_tried", "name", "target", "fault", "detail",
                       "violation", "violation_kinds")
         }  # fmt: skip
-        self.outcomes = ("success", "wrong", "timeout", "error", "blocked", "handoff",
-                         "budget_exhausted")  # fmt: skip
-        self._outcome_code = {o: i for i, o in enumerate(self.outcomes)}
+        codes = self.codes
+        self.model_target = [codes["target"](name) for name in suite.models]
+        self.model_tier = [codes["tier"](m.tier) for m in models]
+        self.tool_target = [codes["target"](name) for name in suite.tools]
+        self.tool_name = [codes["name"](name) for name in suite.tools]
+        self.name_code = codes["name"]
+        self.outcomes = OUTCOMES
+        self._outcome_code = {o: i for i, o in enumerate(OUTCOMES)}
+        n = len(requests)
+        self.spans = SpanBuffers()
         self.trace = Trace(
             n=n,
             finished=np.zeros(n, bool),
@@ -287,9 +337,9 @@ class Engine:
             violations=np.zeros(n, np.int16),
             violation_kinds=np.zeros(n, np.int16),
             caught=np.zeros(n, np.int16),
-            spans=SpanBuffers(),
-            codes=self.codes,
-            outcomes=self.outcomes,
+            spans=self.spans,
+            codes=codes,
+            outcomes=OUTCOMES,
         )
 
     # ------------------------------------------------------------------ the loop
@@ -312,8 +362,11 @@ class Engine:
         ntargets = len(self.servers)
         jitter = self.tape.jitter
         handle = self.stack.handle
-        done = 0
+        advance = self._advance
+        class_tools = self.class_tools
+        progress = self.progress
         report_every = max(1, n // 200)
+        done = 0
         i = 0
         events = 0
         while True:
@@ -323,59 +376,35 @@ class Engine:
                 c = classes[i]
                 pii, inj, proh, hi = labels[i]
                 info = RequestInfo(
-                    i, t, names[c], in_tok[i], steps[i], self.class_tools[c], pii, inj, proh, hi,
-                    _jitter_of(jitter, i),
+                    i, t, names[c], in_tok[i], steps[i], class_tools[c], pii, inj, proh, hi,
+                    partial(jitter, i),
                 )  # fmt: skip
-                proc = _Proc(i, handle(info), c, ntargets)
+                finished = advance(_Proc(i, handle(info), c, ntargets), None)
                 i += 1
-                if self._advance(proc, None):
-                    done += 1
-                continue
-            if not heap:
-                break
-            t, _, kind, a, b = pop(heap)
-            events += 1
-            self.now = t
-            if kind == _RESUME_RELEASE:
-                assert isinstance(a, _Call)
-                self._release(a.server)
-                if self._advance(a.proc, a.result):
-                    done += 1
-            elif kind == _RESUME:
-                assert isinstance(a, _Proc)
-                if self._advance(a, b):
-                    done += 1
-            elif kind == _RELEASE:
-                assert isinstance(a, _Server)
-                self._release(a)
-            else:  # _QUEUE_TIMEOUT
-                assert isinstance(a, _Call)
-                if a.done:
+            elif heap:
+                t, _, kind, a, b = pop(heap)
+                events += 1
+                self.now = t
+                if kind == _RESUME_RELEASE:
+                    self._release(a.server)  # type: ignore[attr-defined]
+                    finished = advance(a.proc, a.result)  # type: ignore[attr-defined]
+                elif kind == _RESUME:
+                    finished = advance(a, b)  # type: ignore[arg-type]
+                elif kind == _RELEASE:
+                    self._release(a)  # type: ignore[arg-type]
                     continue
-                a.done = True
-                self._undo_cost(a)
-                res = a.result
-                res.status = TIMEOUT
-                res.now = t
-                res.latency_s = t - a.issue_s
-                if isinstance(res, ModelResult):
-                    res.input_tokens = res.output_tokens = 0
-                    res.correct = False
-                    res.http_status = 0
-                sp = self.trace.spans
-                sp.end_s[a.span] = t
-                sp.queue_s[a.span] = t - a.issue_s
-                sp.status[a.span] = _STATUS[TIMEOUT]
-                sp.http_status[a.span] = 0
-                sp.input_tokens[a.span] = sp.output_tokens[a.span] = 0
-                sp.cost_usd[a.span] = 0.0
-                if self._advance(a.proc, res):
-                    done += 1
-            if self.progress is not None and done % report_every == 0:
-                self.progress(done)
+                else:
+                    finished = self._queue_timeout(a)  # type: ignore[arg-type]
+            else:
+                break
+            if finished:
+                done += 1
+                if progress is not None and done % report_every == 0:
+                    progress(done)
+        self.spans.flush()
         self.trace.events = events + n
-        if self.progress is not None:
-            self.progress(done)
+        if progress is not None:
+            progress(done)
         return self.trace
 
     def _push(self, t: float, kind: int, a: object, b: object = None) -> None:
@@ -391,92 +420,65 @@ class Engine:
                 self._start(call)
                 return
 
+    def _emit(self, row: tuple[float | int, ...]) -> None:
+        rows = self.spans.rows
+        rows.append(row)
+        if len(rows) >= _CHUNK:
+            self.spans.flush()
+
     # ------------------------------------------------------------------ the stack side
 
-    def _advance(self, proc: _Proc, outcome: object) -> bool:
+    def _advance(self, proc: _Proc, outcome: Outcome | None) -> bool:
         """Feed `outcome` to the request's stack and act on effects until one takes time.
 
         Returns True when the request finished.
         """
-        gen = proc.gen
-        send = gen.send  # type: ignore[attr-defined]
+        send = proc.gen.send
         now = self.now
         while True:
             try:
-                eff = send(outcome)
+                eff = send(outcome)  # type: ignore[arg-type]
             except StopIteration as stop:
                 self._finish(proc, stop.value)
                 return True
             tp = type(eff)
             if tp is CallModel:
-                self._call_model(proc, eff)
+                self._call_model(proc, eff)  # type: ignore[arg-type]
                 return False
             if tp is Note:
-                self._note(proc, eff)
+                self._note(proc, eff)  # type: ignore[arg-type]
                 outcome = Tick(now)
                 continue
             if tp is CallTool:
-                self._call_tool(proc, eff)
+                self._call_tool(proc, eff)  # type: ignore[arg-type]
                 return False
             if tp is Wait:
-                idx = self._span(proc, _K_BACKOFF, eff.reason, "", "", 0, now, now + eff.seconds)
-                del idx
-                self._push(now + eff.seconds, _RESUME, proc, Tick(now + eff.seconds))
+                end = now + eff.seconds  # type: ignore[union-attr]
+                idx = proc.nspan
+                proc.nspan = idx + 1
+                self._emit((proc.rid, idx, _K_BACKOFF, self.name_code(eff.reason), 0, 0, 0,  # type: ignore[union-attr]
+                            now, end, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0))  # fmt: skip
+                self._push(end, _RESUME, proc, Tick(end))
                 return False
             raise TypeError(f"stack yielded {eff!r}, which is not an effect")
 
     def _note(self, proc: _Proc, note: Note) -> None:
-        kind = {"router": _K_ROUTER, "policy_check": _K_POLICY}.get(note.kind, _K_BREAKER)
-        now = self.now
-        i = self._span(proc, kind, note.name, "", "", 0, now, now)
-        sp = self.trace.spans
-        sp.detail[i] = self.codes["detail"](note.detail)
-        sp.caught[i] = note.caught
-        sp.acted[i] = note.acted
-        if note.violation:
-            sp.violation[i] = self.codes["violation"](note.violation)
-            proc.violations.append(note.violation)
-        if note.kind == "policy_check" and note.caught and note.acted:
-            self.trace.caught[proc.rid] += 1
-        if kind == _K_BREAKER:
-            sp.status[i] = _STATUS["rejected"]
-
-    def _span(
-        self,
-        proc: _Proc,
-        kind: int,
-        name: str,
-        target: str,
-        tier: str,
-        call_index: int,
-        start: float,
-        end: float,
-    ) -> int:
-        """Append a span row with defaults; return its row index."""
-        sp = self.trace.spans
+        kind = _NOTE_KINDS.get(note.kind, _K_BREAKER)
         codes = self.codes
-        sp.request_id.append(proc.rid)
-        sp.index.append(proc.nspan)
-        proc.nspan += 1
-        sp.kind.append(kind)
-        sp.name.append(codes["name"](name))
-        sp.target.append(codes["target"](target))
-        sp.tier.append(codes["tier"](tier))
-        sp.call_index.append(call_index)
-        sp.start_s.append(start)
-        sp.end_s.append(end)
-        sp.queue_s.append(0.0)
-        sp.status.append(0)
-        sp.http_status.append(0)
-        sp.input_tokens.append(0)
-        sp.output_tokens.append(0)
-        sp.cost_usd.append(0.0)
-        sp.fault.append(0)
-        sp.detail.append(0)
-        sp.caught.append(0)
-        sp.acted.append(0)
-        sp.violation.append(0)
-        return len(sp.kind) - 1
+        violation = 0
+        if note.violation:
+            violation = codes["violation"](note.violation)
+            proc.violations.append(note.violation)
+        if note.caught and note.acted and kind == _K_POLICY:
+            self.trace.caught[proc.rid] += 1
+        idx = proc.nspan
+        proc.nspan = idx + 1
+        now = self.now
+        self._emit((
+            proc.rid, idx, kind, self.name_code(note.name), 0, 0, 0, now, now, 0.0,
+            _REJECTED if kind == _K_BREAKER else 0, 0, 0, 0, 0.0, 0,
+            codes["detail"](note.detail), int(note.caught), int(note.acted), violation,
+        ))  # fmt: skip
 
     # ------------------------------------------------------------------ the world side
 
@@ -496,10 +498,8 @@ class Engine:
         else:
             lat, err_u, fault_u, args_u = tape.model_call(self.suite, rid, m, k)
         res = ModelResult(OK, now, 0.0)
-        timeout = eff.timeout_s
         fault = ""
-        fast = False
-        hang = False
+        fast = hang = False
         windows = self.faults.models[m]
         if windows:
             for w in windows:
@@ -523,85 +523,72 @@ class Engine:
                 res.status = RATE_LIMITED
                 res.http_status = 429
                 res.retry_after_s = wait
-        if not fast and not hang and res.status == OK:
-            er = self.error_rate[m]
-            if err_u < er:
-                res.status = ERROR
-                res.http_status = 500
-            elif err_u < er + self.malformed_rate[m]:
-                res.status = MALFORMED
+            elif res.status == OK:
+                er = self.error_rate[m]
+                if err_u < er:
+                    res.status = ERROR
+                    res.http_status = 500
+                elif err_u < er + self.malformed_rate[m]:
+                    res.status = MALFORMED
+        idx = proc.nspan
+        proc.nspan = idx + 1
         purpose = eff.purpose
-        span = self._span(proc, _K_CHAT, purpose, eff.model, self.tiers[m], k, now, now)
-        sp = self.trace.spans
-        if fault:
-            sp.fault[span] = self.codes["fault"](fault)
+        head = (rid, idx, _K_CHAT, self.name_code(purpose), self.model_target[m],
+                self.model_tier[m], k)  # fmt: skip
+        fcode = self.codes["fault"](fault) if fault else 0
         if fast or hang:
-            end = now + (min(timeout, FAST_FAIL_S) if fast else timeout)
-            if hang:
-                res.status = TIMEOUT
-                res.http_status = 0
-            res.now = end
-            res.latency_s = end - now
-            sp.end_s[span] = end
-            sp.status[span] = _STATUS[res.status]
-            sp.http_status[span] = res.http_status
-            self._push(end, _RESUME, proc, res)
+            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang)
             return
-        # a response will be produced: fill in what the world says about it
+        call = _Call(proc, server, res, lat, eff.timeout_s, now, head, fcode)
         if res.status == OK or res.status == MALFORMED:
-            cls = proc.cls
-            if purpose == "classify":
-                out = self.clf_tokens
-                right = tape.classify_u.item(rid) < self.clf_accuracy
-                if right:
-                    res.predicted_class = self.classes[cls]
-                    res.confidence = tape.classify_conf_right.item(rid)
-                else:
-                    others = [c for j, c in enumerate(self.classes) if j != cls] or [
-                        self.classes[cls]
-                    ]
-                    pick = int(tape.classify_pick.item(rid) * len(others))
-                    res.predicted_class = others[min(pick, len(others) - 1)]
-                    res.confidence = tape.classify_conf_wrong.item(rid)
-                res.correct = right
+            self._answer(proc, res, eff, m, args_u, call)
+        self._enqueue(call, server)
+
+    def _answer(
+        self, proc: _Proc, res: ModelResult, eff: CallModel, m: int, args_u: float, call: _Call
+    ) -> None:
+        """What the world says about a response: correctness, confidence, tokens, cost."""
+        tape = self.tape
+        rid = proc.rid
+        cls = proc.cls
+        purpose = eff.purpose
+        if purpose == "classify":
+            out = self.clf_tokens
+            right = tape.classify_u.item(rid) < self.clf_accuracy
+            if right:
+                res.predicted_class = self.classes[cls]
+                res.confidence = tape.classify_conf_right.item(rid)
             else:
-                base = self.req.output_tokens.item(rid) * self.verbosity[m]
-                if purpose == "answer":
-                    out = max(1, round(base))
-                    q = self.quality[m][cls]
-                    if eff.degraded:
-                        q *= 1.0 - proc.penalty
-                    right = tape.difficulty.item(rid) < q
-                    res.correct = right
-                    res.confidence = (
-                        tape.conf_right.item(rid, m) if right else tape.conf_wrong.item(rid, m)
-                    )
-                else:
-                    out = max(1, round(base * STEP_OUTPUT_SHARE))
-                    res.invalid_args = args_u < self.bad_args[m]
-                    res.confidence = 1.0
-                if self.req.injection.item(rid):
-                    res.follows_injection = tape.inject_u.item(rid, m) < self.inject[m]
-            cap = eff.max_output_tokens
-            if cap is not None and out > cap:
-                out = cap
-                res.truncated = True
-            res.input_tokens = eff.input_tokens
-            res.output_tokens = out
-            cost = eff.input_tokens * self.price_in[m] + out * self.price_out[m]
-            proc.in_tok += eff.input_tokens
-            proc.out_tok += out
-            proc.cost += cost
-            sp.input_tokens[span] = eff.input_tokens
-            sp.output_tokens[span] = out
-            sp.cost_usd[span] = cost
-        call = _Call(proc, server, res, lat, timeout, now, span)
-        if server.busy < server.capacity:
-            server.busy += 1
-            self._start(call)
+                others = [c for j, c in enumerate(self.classes) if j != cls] or [self.classes[cls]]
+                pick = min(int(tape.classify_pick.item(rid) * len(others)), len(others) - 1)
+                res.predicted_class = others[pick]
+                res.confidence = tape.classify_conf_wrong.item(rid)
+            res.correct = right
         else:
-            server.queue.append(call)
-            self._push(now + timeout, _QUEUE_TIMEOUT, call)
+            base = self.req.output_tokens.item(rid) * self.verbosity[m]
+            if purpose == "answer":
+                out = max(1, round(base))
+                q = self.quality[m][cls]
+                if eff.degraded:
+                    q *= 1.0 - proc.penalty
+                right = tape.difficulty.item(rid) < q
+                res.correct = right
+                res.confidence = (
+                    tape.conf_right.item(rid, m) if right else tape.conf_wrong.item(rid, m)
+                )
+            else:
+                out = max(1, round(base * STEP_OUTPUT_SHARE))
+                res.invalid_args = args_u < self.bad_args[m]
+                res.confidence = 1.0
+            if self.req.injection.item(rid):
+                res.follows_injection = tape.inject_u.item(rid, m) < self.inject[m]
+        cap = eff.max_output_tokens
+        if cap is not None and out > cap:
+            out = cap
+            res.truncated = True
+        res.input_tokens = call.in_tok = eff.input_tokens
+        res.output_tokens = call.out_tok = out
+        call.cost = eff.input_tokens * self.price_in[m] + out * self.price_out[m]
 
     def _call_tool(self, proc: _Proc, eff: CallTool) -> None:
         now = self.now
@@ -640,42 +627,54 @@ class Engine:
                     _fail_fast(res, w)
         server = self.servers[slot]
         if not fast and not hang:
-            wait = server.admit(now)
-            if wait > 0.0:
+            if server.admit(now) > 0.0:
                 fast = True
                 res.status = RATE_LIMITED
                 res.http_status = 429
-        if res.status == OK and not hang and err_u < self.tool_error[t]:
-            res.status = ERROR
-            res.http_status = 500
-        kind = _K_RETRIEVAL if self.tool_retrieval[t] else _K_TOOL
-        span = self._span(proc, kind, eff.tool, eff.tool, "", k, now, now)
-        sp = self.trace.spans
-        if fault:
-            sp.fault[span] = self.codes["fault"](fault)
+            elif res.status == OK and err_u < self.tool_error[t]:
+                res.status = ERROR
+                res.http_status = 500
         if res.status == OK:
             res.injected = bool(self.req.injection.item(rid))
             res.result_tokens = self.tool_tokens[t]
-        timeout = eff.timeout_s
+        idx = proc.nspan
+        proc.nspan = idx + 1
+        kind_code = _K_RETRIEVAL if self.tool_retrieval[t] else _K_TOOL
+        head = (rid, idx, kind_code, self.tool_name[t], self.tool_target[t], 0, k)
+        fcode = self.codes["fault"](fault) if fault else 0
         if fast or hang:
-            end = now + (min(timeout, FAST_FAIL_S) if fast else timeout)
-            if hang:
-                res.status = TIMEOUT
-                res.http_status = 0
-            res.now = end
-            res.latency_s = end - now
-            sp.end_s[span] = end
-            sp.status[span] = _STATUS[res.status]
-            sp.http_status[span] = res.http_status
-            self._push(end, _RESUME, proc, res)
+            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang)
             return
-        call = _Call(proc, server, res, lat, timeout, now, span)
+        self._enqueue(_Call(proc, server, res, lat, eff.timeout_s, now, head, fcode), server)
+
+    def _fail_now(
+        self,
+        proc: _Proc,
+        res: ModelResult | ToolResult,
+        head: tuple[int, ...],
+        fault: int,
+        timeout: float,
+        hang: bool,
+    ) -> None:
+        """A call that fails without server capacity: refused fast, or hanging to the timeout."""
+        now = self.now
+        end = now + (timeout if hang else min(timeout, FAST_FAIL_S))
+        if hang:
+            res.status = TIMEOUT
+            res.http_status = 0
+        res.now = end
+        res.latency_s = end - now
+        self._emit((*head, now, end, 0.0, _STATUS[res.status], res.http_status, 0, 0, 0.0, fault,
+                    0, 0, 0, 0))  # fmt: skip
+        self._push(end, _RESUME, proc, res)
+
+    def _enqueue(self, call: _Call, server: _Server) -> None:
         if server.busy < server.capacity:
             server.busy += 1
             self._start(call)
         else:
             server.queue.append(call)
-            self._push(now + timeout, _QUEUE_TIMEOUT, call)
+            self._push(call.issue_s + call.timeout_s, _QUEUE_TIMEOUT, call)
 
     def _start(self, call: _Call) -> None:
         """Give `call` a server slot now; schedule its response and the slot's release."""
@@ -684,42 +683,43 @@ class Engine:
         res = call.result
         issue = call.issue_s
         end = now + call.service_s
-        sp = self.trace.spans
-        span = call.span
-        sp.queue_s[span] = now - issue
         deadline = issue + call.timeout_s
         if end > deadline:  # the client gives up; the server still works until `end`
-            self._undo_cost(call)
-            res.status = TIMEOUT
-            res.http_status = 0
-            if isinstance(res, ModelResult):
-                res.input_tokens = res.output_tokens = 0
-                res.correct = False
-            res.now = deadline
-            res.latency_s = deadline - issue
-            sp.end_s[span] = deadline
-            sp.status[span] = _STATUS[TIMEOUT]
-            sp.input_tokens[span] = sp.output_tokens[span] = 0
-            sp.cost_usd[span] = 0.0
+            self._timed_out(call, deadline, now - issue)
             self._push(deadline, _RESUME, call.proc, res)
             self._push(end, _RELEASE, call.server)
             return
         res.now = end
         res.latency_s = end - issue
-        sp.end_s[span] = end
-        sp.status[span] = _STATUS[res.status]
-        sp.http_status[span] = res.http_status
+        proc = call.proc
+        proc.in_tok += call.in_tok
+        proc.out_tok += call.out_tok
+        proc.cost += call.cost
+        self._emit((*call.head, issue, end, now - issue, _STATUS[res.status], res.http_status,
+                    call.in_tok, call.out_tok, call.cost, call.fault, 0, 0, 0, 0))  # fmt: skip
         self._push(end, _RESUME_RELEASE, call)
 
-    def _undo_cost(self, call: _Call) -> None:
-        """A call that timed out is not billed: take back what was counted at issue."""
+    def _queue_timeout(self, call: _Call) -> bool:
+        """The caller's timeout fired while the call still waited for capacity."""
+        if call.done:
+            return False
+        call.done = True
+        now = self.now
+        self._timed_out(call, now, now - call.issue_s)
+        return self._advance(call.proc, call.result)
+
+    def _timed_out(self, call: _Call, at: float, queued: float) -> None:
+        """Turn a call's result into a timeout at `at` (unbilled) and record its span."""
         res = call.result
-        if isinstance(res, ModelResult) and res.output_tokens:
-            sp = self.trace.spans
-            proc = call.proc
-            proc.in_tok -= res.input_tokens
-            proc.out_tok -= res.output_tokens
-            proc.cost -= sp.cost_usd[call.span]
+        res.status = TIMEOUT
+        res.http_status = 0
+        res.now = at
+        res.latency_s = at - call.issue_s
+        if isinstance(res, ModelResult):
+            res.input_tokens = res.output_tokens = 0
+            res.correct = False
+        self._emit((*call.head, call.issue_s, at, queued, _STATUS[TIMEOUT], 0, 0, 0, 0.0,
+                    call.fault, 0, 0, 0, 0))  # fmt: skip
 
     def _finish(self, proc: _Proc, final: Final) -> None:
         tr = self.trace
@@ -759,7 +759,3 @@ def _fail_fast(res: ModelResult | ToolResult, w: Window) -> None:
     else:
         res.status = ERROR
         res.http_status = w.status
-
-
-def _jitter_of(jitter: Callable[[int, int], float], rid: int) -> Callable[[int], float]:
-    return lambda j: jitter(rid, j)

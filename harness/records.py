@@ -149,46 +149,44 @@ def spans_table(trace: Trace) -> pa.Table:
 
     sp = trace.spans
     codes = trace.codes
-    rid = np.frombuffer(sp.request_id, dtype=np.int64)
-    index = np.frombuffer(sp.index, dtype=np.int16)
+    rid = sp.column("request_id")
+    index = sp.column("index")
     order = np.lexsort((index, rid))
-    kind = np.frombuffer(sp.kind, dtype=np.int8)[order]
-    kinds = np.asarray(SPAN_KINDS, dtype=object)[kind]
-    op = np.full(kind.shape, "", dtype=object)
-    op[kinds == "chat"] = "chat"
-    op[(kinds == "execute_tool") | (kinds == "retrieval")] = "execute_tool"
-    target = codes["target"].decode(np.frombuffer(sp.target, dtype=np.int16)[order])
+
+    def col(name: str) -> np.ndarray:
+        return sp.column(name)[order]
+
+    kinds = np.asarray(SPAN_KINDS, dtype=object)[col("kind")]
+    op = np.full(kinds.shape, "", dtype=object)
     is_chat = kinds == "chat"
-    is_tool = op == "execute_tool"
-    start = np.frombuffer(sp.start_s, dtype=np.float64)[order]
-    end = np.frombuffer(sp.end_s, dtype=np.float64)[order]
-
-    def col(buf: object, dtype: type) -> np.ndarray:
-        return np.frombuffer(buf, dtype=dtype)[order]  # type: ignore[call-overload,no-any-return]
-
+    is_tool = (kinds == "execute_tool") | (kinds == "retrieval")
+    op[is_chat] = "chat"
+    op[is_tool] = "execute_tool"
+    target = codes["target"].decode(col("target"))
+    start = col("start_s")
     cols = {
         "request_id": rid[order],
         "span_index": index[order],
         "kind": kinds,
-        "name": codes["name"].decode(col(sp.name, np.int16)),
+        "name": codes["name"].decode(col("name")),
         "gen_ai.operation.name": op,
         "gen_ai.request.model": np.where(is_chat, target, ""),
         "gen_ai.tool.name": np.where(is_tool, target, ""),
-        "tier": codes["tier"].decode(col(sp.tier, np.int16)),
-        "call_index": col(sp.call_index, np.int16),
+        "tier": codes["tier"].decode(col("tier")),
+        "call_index": col("call_index"),
         "start_s": start,
-        "duration_ms": (end - start) * 1000.0,
-        "queue_ms": col(sp.queue_s, np.float64) * 1000.0,
-        "status": np.asarray(STATUSES, dtype=object)[col(sp.status, np.int8)],
-        "http.response.status_code": col(sp.http_status, np.int16),
-        "gen_ai.usage.input_tokens": col(sp.input_tokens, np.int64),
-        "gen_ai.usage.output_tokens": col(sp.output_tokens, np.int64),
-        "cost_usd": col(sp.cost_usd, np.float64),
-        "fault": codes["fault"].decode(col(sp.fault, np.int16)),
-        "detail": codes["detail"].decode(col(sp.detail, np.int16)),
-        "caught": col(sp.caught, np.int8).astype(bool),
-        "acted": col(sp.acted, np.int8).astype(bool),
-        "violation": codes["violation"].decode(col(sp.violation, np.int8).astype(np.int16)),
+        "duration_ms": (col("end_s") - start) * 1000.0,
+        "queue_ms": col("queue_s") * 1000.0,
+        "status": np.asarray(STATUSES, dtype=object)[col("status")],
+        "http.response.status_code": col("http_status"),
+        "gen_ai.usage.input_tokens": col("input_tokens"),
+        "gen_ai.usage.output_tokens": col("output_tokens"),
+        "cost_usd": col("cost_usd"),
+        "fault": codes["fault"].decode(col("fault")),
+        "detail": codes["detail"].decode(col("detail")),
+        "caught": col("caught").astype(bool),
+        "acted": col("acted").astype(bool),
+        "violation": codes["violation"].decode(col("violation")),
     }
     return _table(cols, SPAN_COLUMNS)
 

@@ -25,6 +25,7 @@ from harness.spec._models import (
     Traffic,
     reference_problems,
 )
+from harness.spec._suite import LoadedSuite, load_suite
 
 __all__ = [
     "Breaker",
@@ -36,6 +37,7 @@ __all__ = [
     "Fault",
     "Guardrails",
     "Latency",
+    "LoadedSuite",
     "Model",
     "Price",
     "RateLimit",
@@ -49,5 +51,6 @@ __all__ = [
     "Timeouts",
     "Tool",
     "Traffic",
+    "load_suite",
     "reference_problems",
 ]

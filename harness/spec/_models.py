@@ -390,6 +390,8 @@ class Stack(Strict):
     """Token budgets and step cap."""
     guardrails: Guardrails = Guardrails()
     """Deterministic guardrails."""
+    fallback_down: bool = True
+    """When every tier above has failed too, fall back to lower tiers (degraded answers)."""
     handoff: bool = True
     """Hand off to a human when every tier failed (otherwise the request errors)."""
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import Problem, SpecError
-from harness.spec._load import LineMap, apply_overrides, load_suite_data, suggest, validate
+from harness.spec._load import (
+    LineMap,
+    apply_overrides,
+    load_suite_data,
+    locate_key,
+    suggest,
+    validate,
+)
 from harness.spec._models import Suite, reference_problems
 
 
@@ -93,12 +100,7 @@ def _problem(
     options: list[str],
 ) -> Problem:
     """A cross-reference problem located like a validation problem, with a did-you-mean."""
-    from_set = any(key[:j] in overridden for j in range(1, len(key) + 1))
-    line = None
-    for j in range(len(key), 0, -1):
-        if key[:j] in lines:
-            line = lines[key[:j]]
-            break
+    where, line = locate_key(key, file=file, lines=lines, overridden=overridden)
     bad = message.split("'")[1] if message.count("'") >= 2 else str(key[-1])
     close = suggest(bad, options) if options else None
     if close:
@@ -108,8 +110,8 @@ def _problem(
     else:
         hint = None
     return Problem(
-        file="--set" if from_set else file,
-        line=None if from_set else line,
+        file=where,
+        line=line,
         key=".".join(str(k) for k in key),
         message=message,
         hint=hint,

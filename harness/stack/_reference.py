@@ -132,7 +132,7 @@ class ReferenceStack:
             acted = enforce and g.prohibited_actions
             if acted:
                 yield Note("policy_check", "prohibited_action", "input", True, True)
-                return Final("blocked", self.default_route, "", (), False)
+                return Final("blocked", "guardrail", "", (), False)
             violations_possible = True
 
         # -- classify and route
@@ -197,21 +197,21 @@ class ReferenceStack:
         if request.tool_steps > budgets.max_steps:
             return self._fail("budget_exhausted", route, r)
 
-        # -- answer, escalating on low confidence
+        # -- answer: escalate up on low confidence; on failure fall back up, then down
         threshold = self.cfg.escalation.confidence_threshold
-        last = len(self.tiers) - 1
+        failed: set[int] = set()
         while True:
             res = yield from self._tier_call(
                 r, tier_index, "answer", context, max_retries, degraded, walk=False
             )
             if isinstance(res, str):
-                if res in ("budget_exhausted", "timeout"):
+                failed.add(tier_index)
+                nxt = self._fallback(tier_index, failed)
+                if res == "budget_exhausted" or nxt is None or r.now >= r.deadline:
                     return self._fail(res, route, r)
-                if tier_index < last:
-                    tier_index += 1
-                    r.fallbacks += 1
-                    continue
-                return self._fail(res, route, r)
+                tier_index = nxt
+                r.fallbacks += 1
+                continue
             if res.truncated:
                 return self._fail("budget_exhausted", route, r)
             if injected and res.follows_injection:
@@ -224,8 +224,9 @@ class ReferenceStack:
                     acted,
                     None if acted else "injection_followed",
                 )
-            if res.confidence < threshold and tier_index < last:
-                tier_index += 1
+            up = self._higher(tier_index, failed)
+            if res.confidence < threshold and up is not None:
+                tier_index = up
                 r.escalated = True
                 continue
             break
@@ -254,6 +255,23 @@ class ReferenceStack:
         )  # fmt: skip
 
     # ------------------------------------------------------------------ pieces
+
+    def _higher(self, tier_index: int, failed: set[int]) -> int | None:
+        """The next tier up that has not failed this request."""
+        for t in range(tier_index + 1, len(self.tiers)):
+            if t not in failed:
+                return t
+        return None
+
+    def _fallback(self, tier_index: int, failed: set[int]) -> int | None:
+        """Where to go when a tier failed: up first, then (if allowed) down."""
+        up = self._higher(tier_index, failed)
+        if up is not None or not self.cfg.fallback_down:
+            return up
+        for t in range(tier_index - 1, -1, -1):
+            if t not in failed:
+                return t
+        return None
 
     def _route(
         self, request: RequestInfo, r: _Request

@@ -1,0 +1,167 @@
+"""The `evalx` command. The only place that turns results into exit codes.
+
+Exit codes: 0 success, 1 a threshold or gate failed, 2 bad input or usage (one line,
+no traceback), 3 internal error (a harness bug: traceback). Heavy imports happen inside
+commands so that `evalx --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from harness import __version__
+from harness.errors import EvalxError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="evalx",
+    help="Production-like scenario evaluation for multi-model LLM routing stacks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.", show_default=False)]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Override a suite value: --set stack.escalation.confidence_threshold=0.7 "
+        "(repeatable).",
+        show_default=False,
+    ),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"evalx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Production-like scenario evaluation for multi-model LLM routing stacks."""
+
+
+def _fail(err: EvalxError) -> typer.Exit:
+    typer.echo(f"error: {err.one_line()}", err=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+@app.command()
+def validate(suite: SuiteArg, set_: SetOpt = None) -> None:
+    """Check a suite; print every problem as file:line: key: problem; hint."""
+    from harness.spec import load_suite
+    from harness.errors import SpecError
+
+    try:
+        loaded = load_suite(suite, set_ or [])
+    except SpecError as err:
+        for problem in err.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
+    except EvalxError as err:
+        raise _fail(err) from None
+    s = loaded.suite
+    typer.echo(
+        f"{suite}: ok ({s.name}: {s.traffic.requests} requests, {len(s.models)} models, "
+        f"{len(s.tools)} tools, {len(s.faults)} faults)"
+    )
+
+
+@app.command()
+def run(
+    suite: SuiteArg,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Run directory (default: runs/<suite name>/<run id>/).", show_default=False),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the suite's seed.", show_default=False)] = None,
+    set_: SetOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory.")] = False,
+) -> None:
+    """Simulate a suite in virtual time and write requests, spans and summary as Parquet."""
+    from rich.console import Console
+
+    from harness.report import route_table
+    from harness.run import run_id, simulate, write
+    from harness.spec import load_suite
+    from harness.storage import check_out
+
+    overrides = [*(set_ or []), *([f"seed={seed}"] if seed is not None else [])]
+    console = Console(stderr=True)
+    try:
+        loaded = load_suite(suite, overrides)
+        rid = run_id(loaded)
+        target = out if out is not None else Path("runs") / loaded.suite.name / rid
+        check_out(target)
+        result = _simulate(loaded.suite, console, quiet, simulate)
+        write(target, loaded, result, rid, ["evalx", *sys.argv[1:]])
+    except EvalxError as err:
+        raise _fail(err) from None
+    if quiet:
+        typer.echo(str(target))
+        return
+    s = loaded.suite
+    out_console = Console() if sys.stdout.isatty() else Console(width=140)
+    out_console.print(
+        f"[bold]{s.name}[/bold]  seed {s.seed}  {result.trace.n:,} requests  "
+        f"{result.sim_seconds:,.0f} s simulated in {result.wall_seconds:.2f} s wall"
+    )
+    out_console.print(route_table(result.summary.to_pandas()))
+    out_console.print(f"run directory: {target}")
+
+
+def _simulate(suite: object, console: object, quiet: bool, simulate: object) -> object:
+    """Run with a progress bar when the run is long enough to want one."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from harness.spec import Suite
+
+    assert isinstance(suite, Suite) and isinstance(console, Console) and callable(simulate)
+    n = suite.traffic.requests
+    if quiet or n < 50_000 or not console.is_terminal:
+        return simulate(suite)
+    with Progress(
+        TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    ) as bar:  # fmt: skip
+        task = bar.add_task("run", total=n)
+        return simulate(suite, lambda done: bar.update(task, completed=done))
+
+
+def main() -> None:
+    """Console entry point: map errors to exit codes (bugs keep their traceback, exit 3)."""
+    try:
+        app(standalone_mode=False)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        sys.exit(EXIT_USAGE)
+    except EvalxError as err:
+        typer.echo(f"error: {err.one_line()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except Exception as exc:  # click usage errors are handled below; anything else is a bug
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(EXIT_USAGE)
+        import traceback
+
+        traceback.print_exc()
+        typer.echo("evalx: internal error (a bug in evalx); please report it", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(EXIT_OK)

@@ -1,0 +1,64 @@
+"""Human-facing views of results: the per-route terminal table.
+
+Only this module and `cli` import rich.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def _ms(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:,.0f}"
+
+
+def _pct(v: float) -> str:
+    return "-" if math.isnan(v) else f"{100 * v:.1f}%"
+
+
+def _usd(v: float) -> str:
+    return "-" if math.isnan(v) else f"${v:.5f}"
+
+
+def route_table(summary: pd.DataFrame, title: str = "Per route") -> Table:
+    """The summary as a rich table: one row per route, `all` last and bold."""
+    table = Table(title=title, title_justify="left", header_style="bold")
+    for name, justify in [
+        ("route", "left"),
+        ("requests", "right"),
+        ("success", "right"),
+        ("95% CI", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("p99 ms", "right"),
+        ("cost/req", "right"),
+        ("escalate", "right"),
+        ("fallback", "right"),
+        ("handoff", "right"),
+        ("violations", "right"),
+    ]:
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in summary.itertuples(index=False):
+        lo, hi = row.success_ci_low, row.success_ci_high
+        table.add_row(
+            str(row.route),
+            f"{row.requests:,}",
+            _pct(row.success_rate),
+            "-" if math.isnan(lo) else f"{100 * lo:.1f}-{100 * hi:.1f}",
+            _ms(row.p50_latency_ms),
+            _ms(row.p95_latency_ms),
+            _ms(row.p99_latency_ms),
+            _usd(row.cost_per_request_usd),
+            _pct(row.escalation_rate),
+            _pct(row.fallback_rate),
+            _pct(row.handoff_rate),
+            str(row.violations),
+            style="bold" if row.route == "all" else None,
+        )
+    return table
