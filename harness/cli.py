@@ -143,25 +143,15 @@ def _simulate(suite: object, console: object, quiet: bool, simulate: object) -> 
 
 
 def main() -> None:
-    """Console entry point: map errors to exit codes (bugs keep their traceback, exit 3)."""
+    """Console entry point: usage errors exit 2 (click's rule), bugs print a traceback, exit 3."""
     try:
-        app(standalone_mode=False)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        sys.exit(EXIT_USAGE)
+        app()  # standalone: exits with the command's code, 2 for usage errors
     except EvalxError as err:
         typer.echo(f"error: {err.one_line()}", err=True)
         sys.exit(EXIT_USAGE)
-    except Exception as exc:  # click usage errors are handled below; anything else is a bug
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(EXIT_USAGE)
+    except Exception:
         import traceback
 
         traceback.print_exc()
         typer.echo("evalx: internal error (a bug in evalx); please report it", err=True)
         sys.exit(EXIT_INTERNAL)
-    sys.exit(EXIT_OK)

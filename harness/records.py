@@ -198,3 +198,13 @@ def _table(cols: dict[str, np.ndarray], columns: tuple[Column, ...]) -> pa.Table
     assert list(cols) == sch.names, "column buffers and documented schema disagree"
     arrays = [pa.array(cols[f.name], type=f.type, from_pandas=False) for f in sch]
     return pa.Table.from_arrays(arrays, schema=sch)
+
+
+def markdown(tables: dict[str, tuple[Column, ...]]) -> str:
+    """The column reference as Markdown (the README embeds it; a test keeps it current)."""
+    parts = []
+    for title, columns in tables.items():
+        parts.append(f"#### `{title}`\n\n| column | type | meaning |\n|---|---|---|")
+        parts.extend(f"| `{c.name}` | {c.type} | {c.doc} |" for c in columns)
+        parts.append("")
+    return "\n".join(parts)

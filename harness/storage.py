@@ -75,3 +75,11 @@ def write_run(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def column_reference() -> str:
+    """Markdown reference of every column of every table a run writes."""
+    from harness.metrics import SUMMARY_COLUMNS
+    from harness.records import REQUEST_COLUMNS, SPAN_COLUMNS, markdown
+
+    return markdown({REQUESTS: REQUEST_COLUMNS, SPANS: SPAN_COLUMNS, SUMMARY: SUMMARY_COLUMNS})

@@ -166,28 +166,28 @@ class TestLoad:
         with pytest.raises(SpecError) as exc:
             load_suite_data("nope.yaml")
         assert problems(exc) == [
-            "nope.yaml: <root>: file not found; check the path and the directory"
+            "nope.yaml: file not found; check the path and the directory"
         ]
 
     def test_directory(self) -> None:
         Path("adir").mkdir()
         with pytest.raises(SpecError) as exc:
             load_suite_data(Path("adir"))
-        assert problems(exc) == ["adir: <root>: is a directory, not a suite file"]
+        assert problems(exc) == ["adir: is a directory, not a suite file"]
 
     def test_not_utf8(self) -> None:
         Path("suite.yaml").write_bytes(b"name: demo\nnotes: caf\xe9\n")
         with pytest.raises(SpecError) as exc:
             load_suite_data("suite.yaml")
         assert problems(exc) == [
-            "suite.yaml:2: <root>: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+            "suite.yaml:2: not UTF-8 text (byte 0xe9); save the file as UTF-8"
         ]
 
     def test_syntax_error_names_its_line(self) -> None:
         with pytest.raises(SpecError) as exc:
             load_suite_data(write("name: demo\nfaults: [1, 2\nseed: 3\n"))
         assert problems(exc) == [
-            "suite.yaml:3: <root>: invalid YAML: expected ',' or ']', but got ':' "
+            "suite.yaml:3: invalid YAML: expected ',' or ']', but got ':' "
             "(while parsing a flow sequence on line 2)"
         ]
 
@@ -215,12 +215,12 @@ class TestLoad:
         [
             (
                 "",
-                "suite.yaml:1: <root>: expected a mapping of suite keys at the top level, "
+                "suite.yaml:1: expected a mapping of suite keys at the top level, "
                 "got an empty file; start the file with `key: value` lines",
             ),
             (
                 "- a\n- b\n",
-                "suite.yaml:1: <root>: expected a mapping of suite keys at the top level, "
+                "suite.yaml:1: expected a mapping of suite keys at the top level, "
                 "got a list; start the file with `key: value` lines",
             ),
         ],
@@ -321,7 +321,7 @@ class TestOverrides:
             ),
             (
                 "=3",
-                "--set: <root>: expected key=value, got '=3'; write it as --set "
+                "--set: expected key=value, got '=3'; write it as --set "
                 "path.to.key=value, e.g. --set stack.retries.max_attempts=3",
             ),
             (

@@ -335,7 +335,8 @@ def with_failure_share(tenths: int, raw: list[tuple[float, float, int, bool, int
     return [(dt, d, score < tenths, acquire, pick) for dt, d, score, acquire, pick in raw]
 
 
-steps = st.one_of(st.sampled_from([0.0, 0.1, 0.25, 0.5, 1.0]), st.floats(0.0, 12.0))
+exact_steps = st.sampled_from([0.0, 0.25, 0.5, 1.0, 2.0])  # land exactly on wait and second edges
+steps = st.one_of(exact_steps, exact_steps, st.floats(0.0, 12.0))
 durations = st.one_of(st.sampled_from([0.1, 0.5, 1.0, 2.0]), st.floats(0.0, 3.0))
 operations = st.builds(
     with_failure_share,
