@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from harness import __version__
 from harness.errors import EvalxError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from harness.run import RunResult
+    from harness.spec import Suite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -62,8 +68,8 @@ def _fail(err: EvalxError) -> typer.Exit:
 @app.command()
 def validate(suite: SuiteArg, set_: SetOpt = None) -> None:
     """Check a suite; print every problem as file:line: key: problem; hint."""
-    from harness.spec import load_suite
     from harness.errors import SpecError
+    from harness.spec import load_suite
 
     try:
         loaded = load_suite(suite, set_ or [])
@@ -85,17 +91,23 @@ def run(
     suite: SuiteArg,
     out: Annotated[
         Path | None,
-        typer.Option(help="Run directory (default: runs/<suite name>/<run id>/).", show_default=False),
+        typer.Option(
+            help="Run directory (default: runs/<suite name>/<run id>/).", show_default=False
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="Override the suite's seed.", show_default=False)] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Override the suite's seed.", show_default=False)
+    ] = None,
     set_: SetOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the run directory.")
+    ] = False,
 ) -> None:
     """Simulate a suite in virtual time and write requests, spans and summary as Parquet."""
     from rich.console import Console
 
     from harness.report import route_table
-    from harness.run import run_id, simulate, write
+    from harness.run import run_id, write
     from harness.spec import load_suite
     from harness.storage import check_out
 
@@ -106,7 +118,7 @@ def run(
         rid = run_id(loaded)
         target = out if out is not None else Path("runs") / loaded.suite.name / rid
         check_out(target)
-        result = _simulate(loaded.suite, console, quiet, simulate)
+        result = _simulate(loaded.suite, console, quiet)
         write(target, loaded, result, rid, ["evalx", *sys.argv[1:]])
     except EvalxError as err:
         raise _fail(err) from None
@@ -123,14 +135,18 @@ def run(
     out_console.print(f"run directory: {target}")
 
 
-def _simulate(suite: object, console: object, quiet: bool, simulate: object) -> object:
+def _simulate(suite: Suite, console: Console, quiet: bool) -> RunResult:
     """Run with a progress bar when the run is long enough to want one."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    from harness.spec import Suite
+    from harness.run import simulate
 
-    assert isinstance(suite, Suite) and isinstance(console, Console) and callable(simulate)
     n = suite.traffic.requests
     if quiet or n < 50_000 or not console.is_terminal:
         return simulate(suite)

@@ -19,11 +19,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 
 from harness.faults import Schedule, Window
-from harness.spec import Suite
+from harness.spec import Model, Suite, Tool
 from harness.stack import (
     CallModel,
     CallTool,
@@ -75,7 +76,8 @@ class Codes:
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Codes back to an object array of strings."""
-        return np.asarray(self.values, dtype=object)[codes]
+        out: np.ndarray = np.asarray(self.values, dtype=object)[codes]
+        return out
 
 
 SPAN_FIELDS: tuple[tuple[str, str], ...] = (
@@ -118,7 +120,7 @@ class SpanBuffers:
         """Pack pending rows into the typed columns."""
         if self.rows:
             for (name, _), values in zip(SPAN_FIELDS, zip(*self.rows, strict=True), strict=True):
-                self.columns[name].extend(values)  # type: ignore[arg-type]
+                self.columns[name].extend(values)
             self.rows.clear()
 
     def column(self, name: str) -> np.ndarray:
@@ -176,7 +178,7 @@ class Trace:
 class _Server:
     """Capacity and rate limit of one model or tool."""
 
-    __slots__ = ("busy", "burst", "capacity", "last", "queue", "rps", "tokens")
+    __slots__ = ("burst", "busy", "capacity", "last", "queue", "rps", "tokens")
 
     def __init__(self, capacity: int | None, rps: float | None, burst: int | None) -> None:
         self.capacity = capacity if capacity is not None else 1 << 62
@@ -271,17 +273,18 @@ class Engine:
         self.stack = stack
         self.progress = progress
         self.now = 0.0
-        self._heap: list[tuple[float, int, int, object, object]] = []
+        self._heap: list[tuple[float, int, int, Any, Any, Any]] = []
         self._seq = 0
         models = list(suite.models.values())
         tools = list(suite.tools.values())
         self.model_index = {name: i for i, name in enumerate(suite.models)}
         self.tool_index = {name: i for i, name in enumerate(suite.tools)}
         self.nm = len(models)
+        endpoints: list[Model | Tool] = [*models, *tools]
         self.servers = [
             _Server(e.capacity, e.rate_limit.rps if e.rate_limit else None,
                     e.rate_limit.burst if e.rate_limit else None)
-            for e in [*models, *tools]
+            for e in endpoints
         ]  # fmt: skip
         classes = requests.class_names
         self.classes = classes
@@ -382,19 +385,22 @@ class Engine:
                 finished = advance(_Proc(i, handle(info), c, ntargets), None)
                 i += 1
             elif heap:
-                t, _, kind, a, b = pop(heap)
+                t, _, kind, a, b, c = pop(heap)
                 events += 1
                 self.now = t
                 if kind == _RESUME_RELEASE:
-                    self._release(a.server)  # type: ignore[attr-defined]
-                    finished = advance(a.proc, a.result)  # type: ignore[attr-defined]
+                    if c.queue:
+                        self._release(c)
+                    else:
+                        c.busy -= 1
+                    finished = advance(a, b)
                 elif kind == _RESUME:
-                    finished = advance(a, b)  # type: ignore[arg-type]
+                    finished = advance(a, b)
                 elif kind == _RELEASE:
-                    self._release(a)  # type: ignore[arg-type]
+                    self._release(a)
                     continue
                 else:
-                    finished = self._queue_timeout(a)  # type: ignore[arg-type]
+                    finished = self._queue_timeout(a)
             else:
                 break
             if finished:
@@ -407,9 +413,9 @@ class Engine:
             progress(done)
         return self.trace
 
-    def _push(self, t: float, kind: int, a: object, b: object = None) -> None:
+    def _push(self, t: float, kind: int, a: Any, b: Any = None, c: Any = None) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, kind, a, b))
+        heapq.heappush(self._heap, (t, self._seq, kind, a, b, c))
 
     def _release(self, server: _Server) -> None:
         server.busy -= 1
@@ -539,14 +545,15 @@ class Engine:
         if fast or hang:
             self._fail_now(proc, res, head, fcode, eff.timeout_s, hang)
             return
-        call = _Call(proc, server, res, lat, eff.timeout_s, now, head, fcode)
         if res.status == OK or res.status == MALFORMED:
-            self._answer(proc, res, eff, m, args_u, call)
-        self._enqueue(call, server)
+            tin, tout, cost = self._answer(proc, res, eff, m, args_u)
+            self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, tin, tout, cost)
+        else:
+            self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0)
 
     def _answer(
-        self, proc: _Proc, res: ModelResult, eff: CallModel, m: int, args_u: float, call: _Call
-    ) -> None:
+        self, proc: _Proc, res: ModelResult, eff: CallModel, m: int, args_u: float
+    ) -> tuple[int, int, float]:
         """What the world says about a response: correctness, confidence, tokens, cost."""
         tape = self.tape
         rid = proc.rid
@@ -586,9 +593,9 @@ class Engine:
         if cap is not None and out > cap:
             out = cap
             res.truncated = True
-        res.input_tokens = call.in_tok = eff.input_tokens
-        res.output_tokens = call.out_tok = out
-        call.cost = eff.input_tokens * self.price_in[m] + out * self.price_out[m]
+        res.input_tokens = tin = eff.input_tokens
+        res.output_tokens = out
+        return tin, out, tin * self.price_in[m] + out * self.price_out[m]
 
     def _call_tool(self, proc: _Proc, eff: CallTool) -> None:
         now = self.now
@@ -645,7 +652,7 @@ class Engine:
         if fast or hang:
             self._fail_now(proc, res, head, fcode, eff.timeout_s, hang)
             return
-        self._enqueue(_Call(proc, server, res, lat, eff.timeout_s, now, head, fcode), server)
+        self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0)
 
     def _fail_now(
         self,
@@ -668,7 +675,39 @@ class Engine:
                     0, 0, 0, 0))  # fmt: skip
         self._push(end, _RESUME, proc, res)
 
-    def _enqueue(self, call: _Call, server: _Server) -> None:
+    def _serve(
+        self,
+        proc: _Proc,
+        res: ModelResult | ToolResult,
+        server: _Server,
+        head: tuple[int, ...],
+        fault: int,
+        service: float,
+        timeout: float,
+        tin: int,
+        tout: int,
+        cost: float,
+    ) -> None:
+        """Serve a call now if a slot is free (the common, fast path), else queue it."""
+        now = self.now
+        if server.busy < server.capacity and service <= timeout:
+            server.busy += 1
+            end = now + service
+            res.now = end
+            res.latency_s = service
+            proc.in_tok += tin
+            proc.out_tok += tout
+            proc.cost += cost
+            rows = self.spans.rows
+            rows.append((*head, now, end, 0.0, _STATUS[res.status], res.http_status, tin, tout,
+                         cost, fault, 0, 0, 0, 0))  # fmt: skip
+            if len(rows) >= _CHUNK:
+                self.spans.flush()
+            self._seq += 1
+            heapq.heappush(self._heap, (end, self._seq, _RESUME_RELEASE, proc, res, server))
+            return
+        call = _Call(proc, server, res, service, timeout, now, head, fault)
+        call.in_tok, call.out_tok, call.cost = tin, tout, cost
         if server.busy < server.capacity:
             server.busy += 1
             self._start(call)
@@ -697,7 +736,7 @@ class Engine:
         proc.cost += call.cost
         self._emit((*call.head, issue, end, now - issue, _STATUS[res.status], res.http_status,
                     call.in_tok, call.out_tok, call.cost, call.fault, 0, 0, 0, 0))  # fmt: skip
-        self._push(end, _RESUME_RELEASE, call)
+        self._push(end, _RESUME_RELEASE, call.proc, res, call.server)
 
     def _queue_timeout(self, call: _Call) -> bool:
         """The caller's timeout fired while the call still waited for capacity."""

@@ -100,5 +100,9 @@ def phases(suite: Suite, arrival_s: np.ndarray) -> np.ndarray:
     masks = np.stack([(arrival_s >= a) & (arrival_s < b) for a, b, _ in windows])
     labels = [w[2] for w in windows]
     codes, inverse = np.unique(masks.T, axis=0, return_inverse=True)
-    names = ["+".join(dict.fromkeys(lab for lab, on in zip(labels, row) if on)) or "baseline" for row in codes]
+    names = [
+        "+".join(dict.fromkeys(lab for lab, on in zip(labels, row, strict=False) if on))
+        or "baseline"
+        for row in codes
+    ]
     return np.asarray(names, dtype=object)[inverse.reshape(-1)]

@@ -23,7 +23,9 @@ ALL = "all"
 SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("route", "string", "Route name, or 'all' for every request."),
     Column("requests", "int64", "Requests on the route."),
-    Column("success_rate", "float64", "Share of requests with success (blocked counts as success)."),
+    Column(
+        "success_rate", "float64", "Share of requests with success (blocked counts as success)."
+    ),
     Column("success_ci_low", "float64", "Wilson 95% interval, lower bound of success_rate."),
     Column("success_ci_high", "float64", "Wilson 95% interval, upper bound of success_rate."),
     Column("p50_latency_ms", "float64", "Median latency, milliseconds."),
@@ -40,7 +42,9 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("retries_per_request", "float64", "Mean retried calls per request."),
     Column("timeout_rate", "float64", "Share of requests ending in timeout."),
     Column("error_rate", "float64", "Share of requests ending in error."),
-    Column("budget_exhausted_rate", "float64", "Share of requests stopped by a token or step budget."),
+    Column(
+        "budget_exhausted_rate", "float64", "Share of requests stopped by a token or step budget."
+    ),
     Column("violations", "int64", "Policy violations let through."),
     Column("guardrail_catches", "int64", "Edge cases guardrails caught and acted on."),
 )
@@ -63,7 +67,7 @@ def _row(route: str, df: pd.DataFrame) -> dict[str, object]:
     succ = int(df["success"].sum())
     cost = float(df["cost_usd"].sum())
     outcome = df["outcome"].to_numpy()
-    p50, p95, p99 = (np.percentile(lat, [50, 95, 99]) if n else (math.nan,) * 3)
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if n else (math.nan,) * 3
     lo, hi = wilson(succ, n)
 
     def share(mask: np.ndarray) -> float:
@@ -82,7 +86,9 @@ def _row(route: str, df: pd.DataFrame) -> dict[str, object]:
         "cost_per_request_usd": cost / n if n else math.nan,
         "cost_per_success_usd": cost / succ if succ else math.nan,
         "total_cost_usd": cost,
-        "tokens_per_request": float((df["input_tokens"] + df["output_tokens"]).mean()) if n else math.nan,
+        "tokens_per_request": float((df["input_tokens"] + df["output_tokens"]).mean())
+        if n
+        else math.nan,
         "escalation_rate": share(df["escalated"].to_numpy()),
         "fallback_rate": share(df["fallbacks"].to_numpy() > 0),
         "handoff_rate": share(df["handoff"].to_numpy()),

@@ -37,7 +37,9 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("route", "string", "Routing decision (e.g. routine, reasoning, escalation)."),
     Column("served_by", "string", "Tier that produced the final answer; 'human' on handoff."),
     Column("tiers_tried", "string", "Tiers used, in order, joined by '>' (e.g. fast>balanced)."),
-    Column("outcome", "string", "success, wrong, timeout, error, blocked, handoff or budget_exhausted."),
+    Column(
+        "outcome", "string", "success, wrong, timeout, error, blocked, handoff or budget_exhausted."
+    ),
     Column("success", "bool", "Correct answer, or a correct refusal (outcome blocked)."),
     Column("latency_ms", "float64", "Arrival to final verdict, milliseconds (queueing included)."),
     Column("cost_usd", "float64", "Token cost of every billed model call of the request."),
@@ -63,11 +65,15 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
 SPAN_COLUMNS: tuple[Column, ...] = (
     Column("request_id", "int64", "Request the span belongs to."),
     Column("span_index", "int16", "Order of the span within its request."),
-    Column("kind", "string",
-           "router, chat, execute_tool, retrieval, policy_check, backoff or breaker."),  # fmt: skip
-    Column("name", "string",
-           "Purpose (classify, step, repair, answer), tool, check or route name."),  # fmt: skip
-    Column("gen_ai.operation.name", "string", "OpenTelemetry GenAI operation (chat, execute_tool)."),
+    Column(
+        "kind", "string", "router, chat, execute_tool, retrieval, policy_check, backoff or breaker."
+    ),
+    Column(
+        "name", "string", "Purpose (classify, step, repair, answer), tool, check or route name."
+    ),
+    Column(
+        "gen_ai.operation.name", "string", "OpenTelemetry GenAI operation (chat, execute_tool)."
+    ),
     Column("gen_ai.request.model", "string", "Model called (chat spans)."),
     Column("gen_ai.tool.name", "string", "Tool called (execute_tool and retrieval spans)."),
     Column("tier", "string", "Tier of the model called."),
@@ -84,27 +90,33 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     Column("detail", "string", "Router: chosen tier and reason; policy check: the stage checked."),
     Column("caught", "bool", "Policy check: the guardrail detected the edge case."),
     Column("acted", "bool", "Policy check: the guardrail acted (redacted, blocked, handed off)."),
-    Column("violation", "string", "Policy check: the violation this step let through ('' if none)."),
+    Column(
+        "violation", "string", "Policy check: the violation this step let through ('' if none)."
+    ),
 )
+
+
+def arrow_type(name: str) -> pa.DataType:
+    """The Arrow type of a documented type name."""
+    import pyarrow as pa
+
+    types: dict[str, pa.DataType] = {"bool": pa.bool_(), "string": pa.string()}
+    t = types.get(name)
+    return t if t is not None else getattr(pa, name)()
 
 
 def schema(columns: tuple[Column, ...]) -> pa.Schema:
     """Arrow schema of a column list, with each column's doc as field metadata."""
     import pyarrow as pa
 
-    types = {"bool": pa.bool_(), "string": pa.string()}
     return pa.schema(
-        [
-            pa.field(c.name, types.get(c.type) or getattr(pa, c.type)(), metadata={"doc": c.doc})
-            for c in columns
-        ],
+        [pa.field(c.name, arrow_type(c.type), metadata={"doc": c.doc}) for c in columns],
         metadata={"evalx.schema_version": str(SCHEMA_VERSION)},
     )
 
 
 def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Table:
     """One row per request, in request-id order."""
-    import pyarrow as pa
 
     codes = trace.codes
     outcome = np.asarray(trace.outcomes, dtype=object)[trace.outcome]

@@ -44,21 +44,21 @@ def route_table(summary: pd.DataFrame, title: str = "Per route") -> Table:
         ("violations", "right"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    for row in summary.itertuples(index=False):
-        lo, hi = row.success_ci_low, row.success_ci_high
+    for row in summary.to_dict("records"):
+        lo, hi = float(row["success_ci_low"]), float(row["success_ci_high"])
         table.add_row(
-            str(row.route),
-            f"{row.requests:,}",
-            _pct(row.success_rate),
+            str(row["route"]),
+            f"{int(row['requests']):,}",
+            _pct(float(row["success_rate"])),
             "-" if math.isnan(lo) else f"{100 * lo:.1f}-{100 * hi:.1f}",
-            _ms(row.p50_latency_ms),
-            _ms(row.p95_latency_ms),
-            _ms(row.p99_latency_ms),
-            _usd(row.cost_per_request_usd),
-            _pct(row.escalation_rate),
-            _pct(row.fallback_rate),
-            _pct(row.handoff_rate),
-            str(row.violations),
-            style="bold" if row.route == "all" else None,
+            _ms(float(row["p50_latency_ms"])),
+            _ms(float(row["p95_latency_ms"])),
+            _ms(float(row["p99_latency_ms"])),
+            _usd(float(row["cost_per_request_usd"])),
+            _pct(float(row["escalation_rate"])),
+            _pct(float(row["fallback_rate"])),
+            _pct(float(row["handoff_rate"])),
+            str(int(row["violations"])),
+            style="bold" if row["route"] == "all" else None,
         )
     return table

@@ -106,9 +106,7 @@ def manifest(loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]) 
     }
 
 
-def write(
-    out: Path, loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]
-) -> Path:
+def write(out: Path, loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]) -> Path:
     """Write the run directory atomically."""
     return write_run(
         out,

@@ -21,7 +21,12 @@ from harness.errors import OutputError
 if TYPE_CHECKING:
     import pyarrow as pa
 
-REQUESTS, SPANS, SUMMARY, MANIFEST = "requests.parquet", "spans.parquet", "summary.parquet", "manifest.json"
+REQUESTS, SPANS, SUMMARY, MANIFEST = (
+    "requests.parquet",
+    "spans.parquet",
+    "summary.parquet",
+    "manifest.json",
+)
 
 
 def write_table(table: pa.Table, path: Path) -> None:

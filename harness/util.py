@@ -22,7 +22,9 @@ def stable_id(name: str) -> int:
 
 def generator(seed: int, stream: int, *key: int) -> np.random.Generator:
     """The generator for one stream of draws under a root seed, keyed by integers."""
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream, *key))))
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(stream, *key)))
+    )
 
 
 def blocks(n: int) -> list[tuple[int, int, int]]:

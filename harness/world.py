@@ -105,7 +105,7 @@ class Tape:
     def jitter(self, i: int, j: int) -> float:
         """Uniform draw for request i's j-th backoff."""
         if j < JITTERS:
-            return self.jitter_u.item(i, j)
+            return float(self.jitter_u.item(i, j))
         return float(generator(self.seed, _OVERFLOW, 2, 0, i, j).random())
 
 

@@ -454,9 +454,7 @@ def reference_problems(suite: Suite) -> list[tuple[Path, str, list[str]]]:
             out.append((("stack", "class_routes", cls), f"unknown route {rname!r}", routes))
     hir = suite.stack.escalation.high_impact_route
     if hir is not None and hir not in suite.stack.routes:
-        out.append(
-            (("stack", "escalation", "high_impact_route"), f"unknown route {hir!r}", routes)
-        )
+        out.append((("stack", "escalation", "high_impact_route"), f"unknown route {hir!r}", routes))
     cm = suite.stack.classifier.model
     if cm is not None and cm not in suite.models:
         out.append((("stack", "classifier", "model"), f"unknown model {cm!r}", list(suite.models)))
@@ -464,7 +462,11 @@ def reference_problems(suite: Suite) -> list[tuple[Path, str, list[str]]]:
         for j, tool in enumerate(c.tools):
             if tool not in suite.tools:
                 out.append(
-                    (("traffic", "mix", cname, "tools", j), f"unknown tool {tool!r}", list(suite.tools))
+                    (
+                        ("traffic", "mix", cname, "tools", j),
+                        f"unknown tool {tool!r}",
+                        list(suite.tools),
+                    )
                 )
         if c.tool_steps and not suite.tools:
             out.append((("traffic", "mix", cname, "tool_steps"), "steps need `tools`", []))

@@ -9,8 +9,7 @@ user's own stack. Outcomes carry `now`, so a stack keeps time without a clock.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 OK = "ok"
 ERROR = "error"
@@ -94,53 +93,41 @@ Effect = CallModel | CallTool | Wait | Note
 
 
 class ModelResult:
-    """What came back from a model call (or why nothing useful did)."""
+    """What came back from a model call (or why nothing useful did).
 
-    __slots__ = (
-        "confidence",
-        "correct",
-        "follows_injection",
-        "http_status",
-        "input_tokens",
-        "invalid_args",
-        "latency_s",
-        "now",
-        "output_tokens",
-        "predicted_class",
-        "retry_after_s",
-        "status",
-        "truncated",
-    )
+    Fields not set by the driver keep the class defaults (cheap to create: a result is
+    made for every call of a simulation).
+    """
+
+    input_tokens = 0
+    output_tokens = 0
+    correct = False
+    confidence = 0.0
+    predicted_class: str | None = None
+    http_status = 200
+    retry_after_s = 0.0
+    follows_injection = False  # the model followed an injected instruction it read
+    invalid_args = False  # the tool arguments it proposed fail the tool's schema
+    truncated = False  # the answer hit max_output_tokens
 
     def __init__(self, status: str, now: float, latency_s: float) -> None:
         self.status = status
         self.now = now
         self.latency_s = latency_s
-        self.input_tokens = 0
-        self.output_tokens = 0
-        self.correct = False
-        self.confidence = 0.0
-        self.predicted_class: str | None = None
-        self.http_status = 200
-        self.retry_after_s = 0.0
-        self.follows_injection = False
-        self.invalid_args = False
-        self.truncated = False
 
 
 class ToolResult:
     """What came back from a tool call."""
 
-    __slots__ = ("degraded", "http_status", "injected", "latency_s", "now", "result_tokens", "status")
+    http_status = 200
+    degraded = False  # empty or stale retrieval result
+    injected = False  # the result carries an injected instruction (untrusted content)
+    result_tokens = 0
 
     def __init__(self, status: str, now: float, latency_s: float) -> None:
         self.status = status
         self.now = now
         self.latency_s = latency_s
-        self.http_status = 200
-        self.degraded = False  # empty or stale retrieval result
-        self.injected = False  # the result carries an injected instruction (untrusted content)
-        self.result_tokens = 0
 
 
 class Tick:
@@ -155,8 +142,11 @@ class Tick:
 Outcome = ModelResult | ToolResult | Tick
 
 
-@dataclass(frozen=True, slots=True)
-class RequestInfo:
+def _half(j: int) -> float:
+    return 0.5
+
+
+class RequestInfo(NamedTuple):
     """What a stack may know about a request: its content, not the world's dice."""
 
     request_id: int
@@ -169,12 +159,11 @@ class RequestInfo:
     injection: bool = False
     prohibited: bool = False
     high_impact: bool = False
-    jitter: Callable[[int], float] = field(default=lambda j: 0.5, repr=False)
+    jitter: Callable[[int], float] = _half
     """Uniform draws for backoff jitter, supplied by the driver (the stack owns no RNG)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Final:
+class Final(NamedTuple):
     """A stack's verdict on a request."""
 
     outcome: str

@@ -65,7 +65,16 @@ class RetryBudget:
 class _Request:
     """Mutable bookkeeping of one request inside the stack."""
 
-    __slots__ = ("deadline", "escalated", "fallbacks", "jitter", "now", "retries", "tiers", "tokens")
+    __slots__ = (
+        "deadline",
+        "escalated",
+        "fallbacks",
+        "jitter",
+        "now",
+        "retries",
+        "tiers",
+        "tokens",
+    )
 
     def __init__(self, now: float, deadline: float, jitter: Callable[[int], float]) -> None:
         self.now = now
@@ -86,7 +95,9 @@ class ReferenceStack:
         self.suite = suite
         self.cfg = st
         self.tiers = list(st.tiers)
-        self.tier_models = {t: [n for n, m in suite.models.items() if m.tier == t] for t in st.tiers}
+        self.tier_models = {
+            t: [n for n, m in suite.models.items() if m.tier == t] for t in st.tiers
+        }
         self.classifier = st.classifier.model or self.tier_models[st.tiers[0]][0]
         self.class_names = list(suite.traffic.mix)
         self.default_route = next(iter(st.routes))
@@ -109,7 +120,8 @@ class ReferenceStack:
         self.model_timeout = st.timeouts.model_call_ms / 1000.0
         self.tool_timeout = st.timeouts.tool_call_ms / 1000.0
         self.deadline_s = st.timeouts.request_deadline_ms / 1000.0
-        self.tool_tokens = {name: t.result_tokens for name, t in suite.tools.items()}
+        self.request_tokens = st.budgets.request_tokens
+        self.step_tokens = st.budgets.step_output_tokens
         g = st.guardrails
         self.enforce = g.enforce
         self.high_impact_tiers = frozenset(g.high_impact_tiers)
@@ -283,7 +295,9 @@ class ReferenceStack:
         clf = cfg.classifier
         if not clf.enabled:
             return cfg.class_routes.get(request.task_class, self.default_route), False, "class"
-        res = yield from self._model_call(r, self.classifier, "classify", clf.input_tokens, 0, False)
+        res = yield from self._model_call(
+            r, self.classifier, "classify", clf.input_tokens, 0, False
+        )
         if isinstance(res, str) or res.predicted_class is None:
             return self.default_route, True, "classifier_failed"
         route = cfg.class_routes.get(res.predicted_class, self.default_route)
@@ -334,11 +348,11 @@ class ReferenceStack:
         degraded: bool,
     ) -> Generator[Effect, Outcome, ModelResult | str]:
         """One logical call: breaker, budget and deadline checks, retries with backoff."""
-        budgets = self.cfg.budgets
+        budget_tokens = self.request_tokens
         breaker = self.breakers.get(name)
         attempt = 0
         while True:
-            if budgets.request_tokens is not None and r.tokens + input_tokens > budgets.request_tokens:
+            if budget_tokens is not None and r.tokens + input_tokens > budget_tokens:
                 return "budget_exhausted"
             remaining = r.deadline - r.now
             if remaining <= 0:
@@ -350,8 +364,8 @@ class ReferenceStack:
                 name,
                 purpose,
                 input_tokens,
-                min(self.model_timeout, remaining),
-                budgets.step_output_tokens,
+                self.model_timeout if self.model_timeout < remaining else remaining,
+                self.step_tokens,
                 degraded,
             )
             assert isinstance(res, ModelResult)
@@ -366,7 +380,9 @@ class ReferenceStack:
                 return TIMEOUT if res.status == TIMEOUT else "error"
             if self.budget is not None and not self.budget.try_withdraw(r.now):
                 return TIMEOUT if res.status == TIMEOUT else "error"
-            delay = self._backoff(r, attempt, res.retry_after_s if res.status == RATE_LIMITED else 0.0)
+            delay = self._backoff(
+                r, attempt, res.retry_after_s if res.status == RATE_LIMITED else 0.0
+            )
             attempt += 1
             r.retries += 1
             tick = yield Wait(delay)

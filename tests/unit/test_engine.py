@@ -113,7 +113,11 @@ def test_outage_retries_with_backoff_then_falls_back_a_tier() -> None:
         (0, "chat", "answer", "premium", t0 + 2 * fast_fail + backoff, 1000.0, "ok"),
     ]
     row = simulate(suite).requests.to_pylist()[0]
-    assert (row["outcome"], row["served_by"], row["tiers_tried"]) == ("success", "premium", "fast>premium")
+    assert (row["outcome"], row["served_by"], row["tiers_tried"]) == (
+        "success",
+        "premium",
+        "fast>premium",
+    )
     assert (row["retries"], row["fallbacks"], row["phase"]) == (1, 1, "outage:fast")
 
 
@@ -165,7 +169,11 @@ def test_rate_limit_returns_429_with_retry_after() -> None:
 def test_low_confidence_escalates_to_the_next_tier() -> None:
     suite = make_suite(stack__escalation={"confidence_threshold": 1.0, "high_impact_route": None})
     row = simulate(suite).requests.to_pylist()[0]
-    assert (row["tiers_tried"], row["served_by"], row["escalated"]) == ("fast>premium", "premium", True)
+    assert (row["tiers_tried"], row["served_by"], row["escalated"]) == (
+        "fast>premium",
+        "premium",
+        True,
+    )
 
 
 def test_prohibited_action_is_blocked_before_any_model_call() -> None:

@@ -71,9 +71,7 @@ def request(**kw: Any) -> RequestInfo:
 
 def test_classifier_picks_the_route_and_the_answer_stays_on_the_cheap_tier() -> None:
     stack = ReferenceStack(suite())
-    effects, final = drive(
-        stack.handle(request()), [ok(0.1, 0.95, "routine"), ok(0.5, 0.9)]
-    )
+    effects, final = drive(stack.handle(request()), [ok(0.1, 0.95, "routine"), ok(0.5, 0.9)])
     calls = [(e.model, e.purpose) for e in effects if isinstance(e, CallModel)]
     assert calls == [("s", "classify"), ("s", "answer")]
     assert (final.outcome, final.route, final.served_by, final.tiers_tried) == (
