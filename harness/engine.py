@@ -418,13 +418,14 @@ class Engine:
         heapq.heappush(self._heap, (t, self._seq, kind, a, b, c))
 
     def _release(self, server: _Server) -> None:
-        server.busy -= 1
+        """A call left the server: its slot passes to the next live queued call, if any."""
         q = server.queue
         while q:
             call = q.popleft()
             if not call.done:
                 self._start(call)
                 return
+        server.busy -= 1
 
     def _emit(self, row: tuple[float | int, ...]) -> None:
         rows = self.spans.rows

@@ -58,7 +58,9 @@ def wilson(successes: float, n: float, z: float = 1.959963984540054) -> tuple[fl
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
+    hi = 1.0 if successes >= n else min(1.0, centre + half)
+    return lo, hi
 
 
 def _row(route: str, df: pd.DataFrame) -> dict[str, object]:
@@ -102,7 +104,7 @@ def _row(route: str, df: pd.DataFrame) -> dict[str, object]:
 
 
 def summarize(requests: pd.DataFrame) -> pd.DataFrame:
-    """Summary rows: each route in order of first appearance by name, then `all`."""
+    """Summary rows: one per route, sorted by name, then `all`."""
     import pandas as pd
 
     rows = [_row(str(route), g) for route, g in requests.groupby("route", sort=True)]

@@ -45,6 +45,13 @@ def write_table(table: pa.Table, path: Path) -> None:
 
 def check_out(out: Path) -> None:
     """Refuse an output directory that exists and is not empty, before any work is done."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise OutputError(
+                    f"{out}: {parent} is a file, not a directory; choose another --out"
+                )
+            break
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputError(
             f"{out}: output directory already exists and is not empty; "
@@ -63,8 +70,15 @@ def write_run(
     `tables` maps file name to table; `extra_files` maps file name to text.
     """
     check_out(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot create the output directory ({err.strerror}); "
+                          "choose another --out") from None  # fmt: skip
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a run directory follows the umask
     try:
         for name, table in tables.items():
             write_table(table, tmp / name)

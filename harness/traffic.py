@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from harness.spec import Suite, Traffic
-from harness.util import blocks, generator
+from harness.util import BLOCK, blocks, generator
 
 _ARRIVALS, _MIX, _TOKENS, _LABELS = 1, 2, 3, 4
 
@@ -78,8 +78,8 @@ def sample_requests(suite: Suite) -> Requests:
             np.searchsorted(cdf, generator(seed, _MIX, b).random(hi - lo), side="right"),
             len(names) - 1,
         )
-        z = generator(seed, _TOKENS, b).standard_normal((2, hi - lo))
-        z_in[lo:hi], z_out[lo:hi] = z[0], z[1]
+        z = generator(seed, _TOKENS, b).standard_normal((2, BLOCK))  # full block: prefix-stable
+        z_in[lo:hi], z_out[lo:hi] = z[0, : hi - lo], z[1, : hi - lo]
         labels[lo:hi] = generator(seed, _LABELS, b).random((hi - lo, 4))
     med_in = np.array([c.input_tokens for c in classes], dtype=np.float64)[cls]
     med_out = np.array([c.output_tokens for c in classes], dtype=np.float64)[cls]

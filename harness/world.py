@@ -21,7 +21,7 @@ import numpy as np
 
 from harness.spec import Latency, Suite
 from harness.traffic import Requests
-from harness.util import blocks, generator, stable_id
+from harness.util import BLOCK, blocks, generator, stable_id
 
 WIDTH = 4
 """Calls per (request, model) and (request, tool) kept on the tape."""
@@ -127,28 +127,31 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         name for name, m in models if m.tier == suite.stack.tiers[0]
     )
     clf_cal = suite.models[clf_name].calibration
+    # Every generator draws whole blocks and the rows of this block are cut out, so request
+    # i's draws never depend on how many requests follow it.
+    full = BLOCK
     for b, lo, hi in blocks(n):
         size = hi - lo
-        difficulty[lo:hi] = generator(seed, _DIFFICULTY, b).random(size)
-        jitter_u[lo:hi] = generator(seed, _JITTER, b).random((size, JITTERS), f32)
+        difficulty[lo:hi] = generator(seed, _DIFFICULTY, b).random(full)[:size]
+        jitter_u[lo:hi] = generator(seed, _JITTER, b).random((full, JITTERS), f32)[:size]
         rng = generator(seed, _CLASSIFY, b)
-        classify[lo:hi, :2] = rng.random((size, 2), f32)
-        classify[lo:hi, 2] = _beta(rng, clf_cal.correct_mean, clf_cal.concentration, (size,))
-        classify[lo:hi, 3] = _beta(rng, clf_cal.wrong_mean, clf_cal.concentration, (size,))
+        classify[lo:hi, :2] = rng.random((full, 2), f32)[:size]
+        classify[lo:hi, 2] = _beta(rng, clf_cal.correct_mean, clf_cal.concentration, (full,))[:size]
+        classify[lo:hi, 3] = _beta(rng, clf_cal.wrong_mean, clf_cal.concentration, (full,))[:size]
         for j, (name, model) in enumerate(models):
             cal = model.calibration
             rng = generator(seed, _CONF, stable_id(name), b)
-            conf_right[lo:hi, j] = _beta(rng, cal.correct_mean, cal.concentration, (size,))
-            conf_wrong[lo:hi, j] = _beta(rng, cal.wrong_mean, cal.concentration, (size,))
-            inject_u[lo:hi, j] = rng.random(size, f32)
+            conf_right[lo:hi, j] = _beta(rng, cal.correct_mean, cal.concentration, (full,))[:size]
+            conf_wrong[lo:hi, j] = _beta(rng, cal.wrong_mean, cal.concentration, (full,))[:size]
+            inject_u[lo:hi, j] = rng.random(full, f32)[:size]
             rng = generator(seed, _CALLS, stable_id(name), b)
-            latency_s[lo:hi, j] = sample_latency(model.latency, rng, (size, WIDTH))
-            u = rng.random((3, size, WIDTH), f32)
+            latency_s[lo:hi, j] = sample_latency(model.latency, rng, (full, WIDTH))[:size]
+            u = rng.random((3, full, WIDTH), f32)[:, :size]
             error_u[lo:hi, j], fault_u[lo:hi, j], args_u[lo:hi, j] = u[0], u[1], u[2]
         for j, (name, tool) in enumerate(tools):
             rng = generator(seed, _TOOLS, stable_id(name), b)
-            tool_latency_s[lo:hi, j] = sample_latency(tool.latency, rng, (size, WIDTH))
-            u = rng.random((2, size, WIDTH), f32)
+            tool_latency_s[lo:hi, j] = sample_latency(tool.latency, rng, (full, WIDTH))[:size]
+            u = rng.random((2, full, WIDTH), f32)[:, :size]
             tool_error_u[lo:hi, j], tool_fault_u[lo:hi, j] = u[0], u[1]
     return Tape(
         seed=seed,

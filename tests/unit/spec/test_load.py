@@ -165,9 +165,7 @@ class TestLoad:
     def test_missing_file(self) -> None:
         with pytest.raises(SpecError) as exc:
             load_suite_data("nope.yaml")
-        assert problems(exc) == [
-            "nope.yaml: file not found; check the path and the directory"
-        ]
+        assert problems(exc) == ["nope.yaml: file not found; check the path and the directory"]
 
     def test_directory(self) -> None:
         Path("adir").mkdir()
@@ -179,9 +177,7 @@ class TestLoad:
         Path("suite.yaml").write_bytes(b"name: demo\nnotes: caf\xe9\n")
         with pytest.raises(SpecError) as exc:
             load_suite_data("suite.yaml")
-        assert problems(exc) == [
-            "suite.yaml:2: not UTF-8 text (byte 0xe9); save the file as UTF-8"
-        ]
+        assert problems(exc) == ["suite.yaml:2: not UTF-8 text (byte 0xe9); save the file as UTF-8"]
 
     def test_syntax_error_names_its_line(self) -> None:
         with pytest.raises(SpecError) as exc:

@@ -394,9 +394,7 @@ def run(
 
 @settings(max_examples=400, deadline=None)
 @given(configs, operations)
-def test_agrees_with_the_reference_model(
-    config: BreakerConfig, ops: list[Op]
-) -> None:
+def test_agrees_with_the_reference_model(config: BreakerConfig, ops: list[Op]) -> None:
     run(config, ops, check=True)
 
 

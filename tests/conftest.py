@@ -1,0 +1,44 @@
+"""Shared fixtures: the example suite and a runner for the real `evalx` command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+RunEvalx = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def support_suite() -> Path:
+    """The example suite shipped in scenarios/."""
+    return ROOT / "scenarios" / "support.yaml"
+
+
+@pytest.fixture(scope="session")
+def evalx_exe() -> Path:
+    """The installed console script (next to the interpreter running the tests)."""
+    exe = Path(sys.executable).parent / "evalx"
+    assert exe.exists(), f"{exe} is not installed; pip install -e . first"
+    return exe
+
+
+@pytest.fixture(scope="session")
+def evalx(evalx_exe: Path) -> RunEvalx:
+    """Run `evalx *args` as a subprocess; returns the completed process (text, not checked)."""
+
+    def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(evalx_exe), *map(str, args)],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
