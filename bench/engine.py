@@ -91,7 +91,7 @@ def records(suite: Suite, trace: Trace, reqs: Requests) -> None:
     """The requests and spans tables and the summary, as `simulate` builds them."""
     table = requests_table(trace, reqs, phases(suite, reqs.arrival_s))
     spans_table(trace)
-    summary_table(table.to_pandas())
+    summary_table(table)
 
 
 def first_pass(suite: Suite) -> tuple[Timings, Requests, Tape, int, float]:

@@ -112,11 +112,18 @@ def summarize(requests: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c.name for c in SUMMARY_COLUMNS])
 
 
-def summary_table(requests: pd.DataFrame) -> pa.Table:
-    """The summary as an Arrow table with the documented schema."""
+NEEDED = ("route", "latency_ms", "success", "cost_usd", "outcome", "input_tokens",
+          "output_tokens", "escalated", "fallbacks", "handoff", "retries", "violations",
+          "guardrail_catches")  # fmt: skip
+"""Request columns the summary reads."""
+
+
+def summary_table(requests: pa.Table) -> pa.Table:
+    """The summary of a requests table, as an Arrow table with the documented schema."""
     import pyarrow as pa
 
     from harness.records import schema
 
     sch = schema(SUMMARY_COLUMNS)
-    return pa.Table.from_pandas(summarize(requests), schema=sch, preserve_index=False)
+    df = requests.select(list(NEEDED)).to_pandas()
+    return pa.Table.from_pandas(summarize(df), schema=sch, preserve_index=False)

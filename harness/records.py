@@ -9,6 +9,7 @@ Bump `SCHEMA_VERSION` whenever a column changes meaning, type or name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -117,98 +118,105 @@ def schema(columns: tuple[Column, ...]) -> pa.Schema:
 
 def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Table:
     """One row per request, in request-id order."""
-
     codes = trace.codes
-    outcome = np.asarray(trace.outcomes, dtype=object)[trace.outcome]
-    success = (trace.outcome == trace.outcomes.index("success")) | (
-        trace.outcome == trace.outcomes.index("blocked")
-    )
-    cols = {
-        "request_id": np.arange(trace.n, dtype=np.int64),
-        "arrival_s": requests.arrival_s,
-        "task_class": np.asarray(requests.class_names, dtype=object)[requests.task_class],
-        "route": codes["route"].decode(trace.route),
-        "served_by": codes["tier"].decode(trace.served_by),
-        "tiers_tried": codes["tiers_tried"].decode(trace.tiers_tried),
-        "outcome": outcome,
-        "success": success,
-        "latency_ms": (trace.end_s - requests.arrival_s) * 1000.0,
-        "cost_usd": trace.cost_usd,
-        "input_tokens": trace.input_tokens,
-        "output_tokens": trace.output_tokens,
-        "escalated": trace.escalated,
-        "retries": trace.retries,
-        "fallbacks": trace.fallbacks,
-        "handoff": trace.handoff,
-        "violations": trace.violations,
-        "violation_kinds": codes["violation_kinds"].decode(trace.violation_kinds),
-        "guardrail_catches": trace.caught,
-        "confidence": trace.confidence,
-        "model_calls": trace.model_calls,
-        "tool_calls": trace.tool_calls,
-        "pii": requests.pii,
-        "prompt_injection": requests.injection,
-        "prohibited_action": requests.prohibited,
-        "high_impact": requests.high_impact,
-        "phase": phase,
-    }
-    return _table(cols, REQUEST_COLUMNS)
+    outcomes = trace.outcomes
+
+    def columns() -> Iterator[np.ndarray]:
+        yield np.arange(trace.n, dtype=np.int64)
+        yield requests.arrival_s
+        yield np.asarray(requests.class_names, dtype=object)[requests.task_class]
+        yield codes["route"].decode(trace.route)
+        yield codes["tier"].decode(trace.served_by)
+        yield codes["tiers_tried"].decode(trace.tiers_tried)
+        yield np.asarray(outcomes, dtype=object)[trace.outcome]
+        yield (trace.outcome == outcomes.index("success")) | (
+            trace.outcome == outcomes.index("blocked")
+        )
+        yield (trace.end_s - requests.arrival_s) * 1000.0
+        yield trace.cost_usd
+        yield trace.input_tokens
+        yield trace.output_tokens
+        yield trace.escalated
+        yield trace.retries
+        yield trace.fallbacks
+        yield trace.handoff
+        yield trace.violations
+        yield codes["violation_kinds"].decode(trace.violation_kinds)
+        yield trace.caught
+        yield trace.confidence
+        yield trace.model_calls
+        yield trace.tool_calls
+        yield requests.pii
+        yield requests.injection
+        yield requests.prohibited
+        yield requests.high_impact
+        yield phase
+
+    return _table(columns(), REQUEST_COLUMNS)
 
 
 def spans_table(trace: Trace) -> pa.Table:
-    """One row per span, ordered by request id, then span order."""
+    """One row per span, ordered by request id, then span order.
+
+    Built one column at a time so a million-request run never holds every column twice.
+    """
     from harness.engine import SPAN_KINDS, STATUSES
 
     sp = trace.spans
     codes = trace.codes
-    rid = sp.column("request_id")
-    index = sp.column("index")
-    order = np.lexsort((index, rid))
+    order = np.lexsort((sp.column("index"), sp.column("request_id")))
 
     def col(name: str) -> np.ndarray:
         return sp.column(name)[order]
 
-    kinds = np.asarray(SPAN_KINDS, dtype=object)[col("kind")]
-    op = np.full(kinds.shape, "", dtype=object)
-    is_chat = kinds == "chat"
-    is_tool = (kinds == "execute_tool") | (kinds == "retrieval")
-    op[is_chat] = "chat"
-    op[is_tool] = "execute_tool"
-    target = codes["target"].decode(col("target"))
-    start = col("start_s")
-    cols = {
-        "request_id": rid[order],
-        "span_index": index[order],
-        "kind": kinds,
-        "name": codes["name"].decode(col("name")),
-        "gen_ai.operation.name": op,
-        "gen_ai.request.model": np.where(is_chat, target, ""),
-        "gen_ai.tool.name": np.where(is_tool, target, ""),
-        "tier": codes["tier"].decode(col("tier")),
-        "call_index": col("call_index"),
-        "start_s": start,
-        "duration_ms": (col("end_s") - start) * 1000.0,
-        "queue_ms": col("queue_s") * 1000.0,
-        "status": np.asarray(STATUSES, dtype=object)[col("status")],
-        "http.response.status_code": col("http_status"),
-        "gen_ai.usage.input_tokens": col("input_tokens"),
-        "gen_ai.usage.output_tokens": col("output_tokens"),
-        "cost_usd": col("cost_usd"),
-        "fault": codes["fault"].decode(col("fault")),
-        "detail": codes["detail"].decode(col("detail")),
-        "caught": col("caught").astype(bool),
-        "acted": col("acted").astype(bool),
-        "violation": codes["violation"].decode(col("violation")),
-    }
-    return _table(cols, SPAN_COLUMNS)
+    kind = col("kind")
+    is_chat = kind == SPAN_KINDS.index("chat")
+    is_tool = (kind == SPAN_KINDS.index("execute_tool")) | (kind == SPAN_KINDS.index("retrieval"))
+
+    def columns() -> Iterator[np.ndarray]:
+        yield col("request_id")
+        yield col("index")
+        yield np.asarray(SPAN_KINDS, dtype=object)[kind]
+        yield codes["name"].decode(col("name"))
+        op = np.full(kind.shape, "", dtype=object)
+        op[is_chat] = "chat"
+        op[is_tool] = "execute_tool"
+        yield op
+        del op
+        target = col("target")
+        yield codes["target"].decode(np.where(is_chat, target, 0))
+        yield codes["target"].decode(np.where(is_tool, target, 0))
+        del target
+        yield codes["tier"].decode(col("tier"))
+        yield col("call_index")
+        start = col("start_s")
+        yield start
+        yield (col("end_s") - start) * 1000.0
+        del start
+        yield col("queue_s") * 1000.0
+        yield np.asarray(STATUSES, dtype=object)[col("status")]
+        yield col("http_status")
+        yield col("input_tokens")
+        yield col("output_tokens")
+        yield col("cost_usd")
+        yield codes["fault"].decode(col("fault"))
+        yield codes["detail"].decode(col("detail"))
+        yield col("caught").astype(bool)
+        yield col("acted").astype(bool)
+        yield codes["violation"].decode(col("violation"))
+
+    return _table(columns(), SPAN_COLUMNS)
 
 
-def _table(cols: dict[str, np.ndarray], columns: tuple[Column, ...]) -> pa.Table:
+def _table(columns: Iterator[np.ndarray], spec: tuple[Column, ...]) -> pa.Table:
+    """Arrow table from column arrays produced one at a time, in documented order."""
     import pyarrow as pa
 
-    sch = schema(columns)
-    assert list(cols) == sch.names, "column buffers and documented schema disagree"
-    arrays = [pa.array(cols[f.name], type=f.type, from_pandas=False) for f in sch]
+    sch = schema(spec)
+    arrays = []
+    for field, values in zip(sch, columns, strict=True):
+        arrays.append(pa.array(values, type=field.type, from_pandas=False))
+        del values
     return pa.Table.from_arrays(arrays, schema=sch)
 
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.engine import Engine, Trace
+from harness.engine import Engine, SpanBuffers, Trace
 from harness.faults import phases, schedule
 from harness.records import SCHEMA_VERSION, requests_table, spans_table
 from harness.spec import Suite
@@ -50,9 +50,11 @@ def simulate(suite: Suite, progress: Callable[[int], None] | None = None) -> Run
     tape = sample_tape(suite, reqs)
     engine = Engine(suite, reqs, tape, schedule(suite), ReferenceStack(suite), progress)
     trace = engine.run()
+    del engine, tape  # the tape is half the memory of a large run; records do not need it
     requests = requests_table(trace, reqs, phases(suite, reqs.arrival_s))
     spans = spans_table(trace)
-    summary = summary_table(requests.to_pandas())
+    trace.spans = SpanBuffers()  # packed into `spans`; free the buffers
+    summary = summary_table(requests)
     return RunResult(
         requests=requests,
         spans=spans,

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -164,7 +165,7 @@ def test_summary_of_no_requests_is_one_nan_row() -> None:
 
 
 def test_summary_table_has_the_documented_schema() -> None:
-    table = summary_table(requests_frame())
+    table = summary_table(pa.Table.from_pandas(requests_frame(), preserve_index=False))
     assert table.column_names == [c.name for c in SUMMARY_COLUMNS]
     assert table.num_rows == 3
     assert table.schema.metadata[b"evalx.schema_version"] == str(SCHEMA_VERSION).encode()
