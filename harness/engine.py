@@ -14,7 +14,6 @@ growing typed arrays for spans, with strings interned to small integer codes.
 from __future__ import annotations
 
 import heapq
-from array import array
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -107,34 +106,35 @@ SPAN_FIELDS: tuple[tuple[str, str], ...] = (
 _CHUNK = 1 << 16
 
 
-class SpanBuffers:
-    """Span rows: appended as tuples (cheap), packed into typed columns every chunk (small)."""
+_NUMPY_CODES = {"q": "i8", "h": "i2", "b": "i1", "d": "f8"}
+SPAN_DTYPE = np.dtype([(name, _NUMPY_CODES[code]) for name, code in SPAN_FIELDS])
+"""One packed span row."""
 
-    __slots__ = ("columns", "rows")
+
+class SpanBuffers:
+    """Span rows: appended as tuples (cheap), packed into structured chunks (small, fast)."""
+
+    __slots__ = ("chunks", "rows")
 
     def __init__(self) -> None:
         self.rows: list[tuple[float | int, ...]] = []
-        self.columns = {name: array(code) for name, code in SPAN_FIELDS}
+        self.chunks: list[np.ndarray] = []
 
     def flush(self) -> None:
-        """Pack pending rows into the typed columns."""
+        """Pack pending rows into a structured chunk."""
         if self.rows:
-            for (name, _), values in zip(SPAN_FIELDS, zip(*self.rows, strict=True), strict=True):
-                self.columns[name].extend(values)
+            self.chunks.append(np.array(self.rows, dtype=SPAN_DTYPE))
             self.rows.clear()
 
     def column(self, name: str) -> np.ndarray:
-        """One column as a numpy array (zero-copy view of the packed buffer)."""
+        """One column as a contiguous numpy array."""
         self.flush()
-        buf = self.columns[name]
-        return (
-            np.frombuffer(buf, dtype=np.dtype(buf.typecode))
-            if len(buf)
-            else np.zeros(0, dtype=np.dtype(buf.typecode))
-        )
+        if not self.chunks:
+            return np.zeros(0, dtype=SPAN_DTYPE[name])
+        return np.concatenate([chunk[name] for chunk in self.chunks])
 
     def __len__(self) -> int:
-        return len(self.columns["kind"]) + len(self.rows)
+        return sum(len(c) for c in self.chunks) + len(self.rows)
 
 
 SPAN_KINDS = ("router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker")
@@ -315,6 +315,9 @@ class Engine:
         self.tool_target = [codes["target"](name) for name in suite.tools]
         self.tool_name = [codes["name"](name) for name in suite.tools]
         self.name_code = codes["name"]
+        self.name_ids = codes["name"].index
+        self.out_tokens: list[int] = requests.output_tokens.tolist()
+        self.injection: list[bool] = requests.injection.tolist()
         self.outcomes = OUTCOMES
         self._outcome_code = {o: i for i, o in enumerate(OUTCOMES)}
         n = len(requests)
@@ -524,7 +527,7 @@ class Engine:
                         _fail_fast(res, w)
         server = self.servers[m]
         if not fast and not hang:
-            wait = server.admit(now)
+            wait = server.admit(now) if server.rps else 0.0
             if wait > 0.0:
                 fast = True
                 res.status = RATE_LIMITED
@@ -540,8 +543,10 @@ class Engine:
         idx = proc.nspan
         proc.nspan = idx + 1
         purpose = eff.purpose
-        head = (rid, idx, _K_CHAT, self.name_code(purpose), self.model_target[m],
-                self.model_tier[m], k)  # fmt: skip
+        name = self.name_ids.get(purpose)
+        if name is None:
+            name = self.name_code(purpose)
+        head = (rid, idx, _K_CHAT, name, self.model_target[m], self.model_tier[m], k)
         fcode = self.codes["fault"](fault) if fault else 0
         if fast or hang:
             self._fail_now(proc, res, head, fcode, eff.timeout_s, hang)
@@ -573,7 +578,7 @@ class Engine:
                 res.confidence = tape.classify_conf_wrong.item(rid)
             res.correct = right
         else:
-            base = self.req.output_tokens.item(rid) * self.verbosity[m]
+            base = self.out_tokens[rid] * self.verbosity[m]
             if purpose == "answer":
                 out = max(1, round(base))
                 q = self.quality[m][cls]
@@ -588,7 +593,7 @@ class Engine:
                 out = max(1, round(base * STEP_OUTPUT_SHARE))
                 res.invalid_args = args_u < self.bad_args[m]
                 res.confidence = 1.0
-            if self.req.injection.item(rid):
+            if self.injection[rid]:
                 res.follows_injection = tape.inject_u.item(rid, m) < self.inject[m]
         cap = eff.max_output_tokens
         if cap is not None and out > cap:
@@ -635,7 +640,7 @@ class Engine:
                     _fail_fast(res, w)
         server = self.servers[slot]
         if not fast and not hang:
-            if server.admit(now) > 0.0:
+            if server.rps and server.admit(now) > 0.0:
                 fast = True
                 res.status = RATE_LIMITED
                 res.http_status = 429
@@ -643,7 +648,7 @@ class Engine:
                 res.status = ERROR
                 res.http_status = 500
         if res.status == OK:
-            res.injected = bool(self.req.injection.item(rid))
+            res.injected = self.injection[rid]
             res.result_tokens = self.tool_tokens[t]
         idx = proc.nspan
         proc.nspan = idx + 1
