@@ -93,8 +93,8 @@ class BreakerConfig:
                 problems.append(f"{key} is a percentage in (0, 100], got {value!r}")
         if not self.slow_call_duration_s > 0.0:
             problems.append(f"slow_call_duration_s must be > 0, got {self.slow_call_duration_s!r}")
-        if not 0.0 <= self.wait_open_s < math.inf:
-            problems.append(f"wait_open_s must be finite and >= 0, got {self.wait_open_s!r}")
+        if not self.wait_open_s >= 0.0:  # inf is allowed: once open, stay open
+            problems.append(f"wait_open_s must be >= 0, got {self.wait_open_s!r}")
         if problems:
             raise ValueError("invalid BreakerConfig: " + "; ".join(problems))
 

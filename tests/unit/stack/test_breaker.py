@@ -75,7 +75,7 @@ def test_half_failures_open_on_the_call_that_fills_the_minimum() -> None:
 def test_open_refuses_until_the_wait_is_over_then_goes_half_open() -> None:
     breaker = opened_at_3()
     assert breaker.try_acquire(33.0 - 1e-9) is False
-    assert breaker.state == OPEN
+    assert breaker.snapshot(33.0).state == OPEN
     assert breaker.try_acquire(33.0) is True
     assert breaker.state == HALF_OPEN
     assert breaker.transitions == [(3.0, CLOSED, OPEN), (33.0, OPEN, HALF_OPEN)]
@@ -95,7 +95,7 @@ def test_successful_trials_close_and_reset_the_window() -> None:
         assert breaker.try_acquire(33.0 + i)
     breaker.on_result(40.0, 0.1, OK)
     breaker.on_result(41.0, 0.1, FAIL)
-    assert breaker.state == HALF_OPEN
+    assert breaker.snapshot(41.0).state == HALF_OPEN
     breaker.on_result(42.0, 0.1, OK)
     assert breaker.transitions[-1] == (42.0, HALF_OPEN, CLOSED)
     assert breaker.snapshot(42.0).calls == 0
@@ -219,6 +219,13 @@ def test_zero_wait_goes_half_open_at_once() -> None:
     assert breaker.transitions == [(3.0, CLOSED, OPEN), (3.0, OPEN, HALF_OPEN)]
 
 
+def test_infinite_wait_keeps_it_open() -> None:
+    breaker = CircuitBreaker(small(wait_open_s=math.inf))
+    feed(breaker, 0.0, [FAIL, FAIL, FAIL, FAIL])
+    assert breaker.try_acquire(1e12) is False
+    assert breaker.state == OPEN
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -228,7 +235,8 @@ def test_zero_wait_goes_half_open_at_once() -> None:
         ({"failure_rate_threshold": 0.0}, "failure_rate_threshold is a percentage in (0, 100]"),
         ({"slow_call_rate_threshold": 101.0}, "slow_call_rate_threshold is a percentage"),
         ({"slow_call_duration_s": 0.0}, "slow_call_duration_s must be > 0"),
-        ({"wait_open_s": -1.0}, "wait_open_s must be finite and >= 0"),
+        ({"wait_open_s": -1.0}, "wait_open_s must be >= 0"),
+        ({"wait_open_s": math.nan}, "wait_open_s must be >= 0"),
     ],
 )
 def test_config_rejects_a_breaker_that_could_not_work(
