@@ -34,6 +34,14 @@ app = typer.Typer(
 )
 
 SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.", show_default=False)]
+PolicyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--policy",
+        help="Policy file to run under, instead of the suite's policies.file.",
+        show_default=False,
+    ),
+]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
@@ -66,13 +74,13 @@ def _fail(err: EvalxError) -> typer.Exit:
 
 
 @app.command()
-def validate(suite: SuiteArg, set_: SetOpt = None) -> None:
+def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> None:
     """Check a suite; print every problem as file:line: key: problem; hint."""
     from harness.errors import SpecError
     from harness.spec import load_suite
 
     try:
-        loaded = load_suite(suite, set_ or [])
+        loaded = load_suite(suite, set_ or [], policy)
     except SpecError as err:
         for problem in err.problems:
             typer.echo(f"error: {problem}", err=True)
@@ -82,7 +90,8 @@ def validate(suite: SuiteArg, set_: SetOpt = None) -> None:
     s = loaded.suite
     typer.echo(
         f"{suite}: ok ({s.name}: {s.traffic.requests} requests, {len(s.models)} models, "
-        f"{len(s.tools)} tools, {len(s.faults)} faults)"
+        f"{len(s.tools)} tools, {len(s.faults)} faults; policy {s.policies.name} "
+        f"{s.policies.version})"
     )
 
 
@@ -99,6 +108,7 @@ def run(
         int | None, typer.Option(help="Override the suite's seed.", show_default=False)
     ] = None,
     set_: SetOpt = None,
+    policy: PolicyOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the run directory.")
     ] = False,
@@ -106,7 +116,7 @@ def run(
     """Simulate a suite in virtual time and write requests, spans and summary as Parquet."""
     from rich.console import Console
 
-    from harness.report import route_table
+    from harness.report import route_table, violations_table
     from harness.run import run_id, write
     from harness.spec import load_suite
     from harness.storage import check_out
@@ -114,7 +124,7 @@ def run(
     overrides = [*(set_ or []), *([f"seed={seed}"] if seed is not None else [])]
     console = Console(stderr=True)
     try:
-        loaded = load_suite(suite, overrides)
+        loaded = load_suite(suite, overrides, policy)
         rid = run_id(loaded)
         target = out if out is not None else Path("runs") / loaded.suite.name / rid
         check_out(target)
@@ -126,12 +136,20 @@ def run(
         typer.echo(str(target))
         return
     s = loaded.suite
-    out_console = Console() if sys.stdout.isatty() else Console(width=140)
+    out_console = Console() if sys.stdout.isatty() else Console(width=160)
+    pol = loaded.policy()
     out_console.print(
         f"[bold]{s.name}[/bold]  seed {s.seed}  {result.trace.n:,} requests  "
-        f"{result.sim_seconds:,.0f} s simulated in {result.wall_seconds:.2f} s wall"
+        f"{result.sim_seconds:,.0f} s simulated in {result.wall_seconds:.2f} s wall  "
+        f"policy {pol['name']} {pol['version']} ({pol['hash'][:8]}"
+        f"{'' if s.policies.enforce else ', not enforced'})",
+        highlight=False,
     )
-    out_console.print(route_table(result.summary.to_pandas()))
+    summary = result.summary.to_pandas()
+    out_console.print(route_table(summary))
+    governance = violations_table(summary)
+    if governance is not None:
+        out_console.print(governance)
     out_console.print(f"run directory: {target}")
 
 

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import numpy as np
 
+from harness.content import Content
 from harness.faults import Schedule, Window
-from harness.spec import Model, Suite, Tool
+from harness.spec import STAGES, VIOLATION_KINDS, Model, Suite, Tool
 from harness.stack import (
     CallModel,
     CallTool,
@@ -97,9 +98,11 @@ SPAN_FIELDS: tuple[tuple[str, str], ...] = (
     ("cost_usd", "d"),
     ("fault", "h"),
     ("detail", "h"),
+    ("stage", "b"),
+    ("guards", "b"),
     ("caught", "b"),
     ("acted", "b"),
-    ("violation", "h"),
+    ("violation", "b"),
 )
 """Span row layout: (column, array typecode). Strings are codes into `Trace.codes`."""
 
@@ -137,9 +140,17 @@ class SpanBuffers:
         return sum(len(c) for c in self.chunks) + len(self.rows)
 
 
-SPAN_KINDS = ("router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker")
+SPAN_KINDS = (
+    "router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker", "respond"
+)  # fmt: skip
 STATUSES = ("ok", "error", "timeout", "rate_limited", "malformed", "rejected")
-_K_ROUTER, _K_CHAT, _K_TOOL, _K_RETRIEVAL, _K_POLICY, _K_BACKOFF, _K_BREAKER = range(7)
+_K_ROUTER, _K_CHAT, _K_TOOL, _K_RETRIEVAL, _K_POLICY, _K_BACKOFF, _K_BREAKER, _K_RESPOND = range(8)
+KINDS = ("", *VIOLATION_KINDS)
+"""Violation kinds by code (0: none), for the `guards` and `violation` span columns."""
+_KIND = {k: i for i, k in enumerate(KINDS)}
+STAGE_NAMES = ("", *STAGES)
+_STAGE = {k: i for i, k in enumerate(STAGE_NAMES)}
+_NO_MARK = (0, 0)
 _NOTE_KINDS = {"router": _K_ROUTER, "policy_check": _K_POLICY, "breaker": _K_BREAKER}
 _STATUS = {s: i for i, s in enumerate(STATUSES)}
 _REJECTED = _STATUS["rejected"]
@@ -168,10 +179,13 @@ class Trace:
     tool_calls: np.ndarray
     violations: np.ndarray
     violation_kinds: np.ndarray  # int16 code into codes.violation_kinds
-    caught: np.ndarray  # guardrail catches (acted on)
+    prevented: np.ndarray  # violations guardrails caught and acted on
+    prevented_kinds: np.ndarray  # int16 code into codes.violation_kinds
     spans: SpanBuffers
     codes: dict[str, Codes]
     outcomes: tuple[str, ...]
+    prompt: list[str] | None = None  # kept only when the policy's retention allows it
+    answer: list[str] | None = None
     events: int = 0
 
 
@@ -205,8 +219,8 @@ class _Server:
 class _Call:
     """A model or tool call waiting for, or holding, server capacity."""
 
-    __slots__ = ("cost", "done", "fault", "head", "in_tok", "issue_s", "out_tok", "proc", "result",
-                 "server", "service_s", "timeout_s")  # fmt: skip
+    __slots__ = ("cost", "done", "fault", "head", "in_tok", "issue_s", "mark", "out_tok", "proc",
+                 "result", "server", "service_s", "timeout_s")  # fmt: skip
 
     def __init__(
         self,
@@ -227,6 +241,7 @@ class _Call:
         self.issue_s = issue_s
         self.head = head  # span row prefix: request, index, kind, name, target, tier, call index
         self.fault = fault
+        self.mark = _NO_MARK  # (stage, violation) codes the span records
         self.in_tok = 0
         self.out_tok = 0
         self.cost = 0.0
@@ -236,13 +251,22 @@ class _Call:
 class _Proc:
     """One request in flight."""
 
-    __slots__ = ("calls", "cls", "cost", "gen", "in_tok", "mcalls", "nspan", "out_tok", "penalty",
-                 "rid", "tcalls", "violations")  # fmt: skip
+    __slots__ = ("actions", "calls", "cls", "cost", "customer_pii", "gen", "in_tok", "injected",
+                 "input_pii", "mcalls", "nspan", "out_tok", "penalty", "prevented", "rid",
+                 "saw_injection", "tcalls", "violations")  # fmt: skip
 
-    def __init__(self, rid: int, gen: Handler, cls: int, n_targets: int) -> None:
+    def __init__(
+        self, rid: int, gen: Handler, cls: int, n_targets: int, actions: tuple[str, ...]
+    ) -> None:
         self.rid = rid
         self.gen = gen
         self.cls = cls
+        self.actions = actions  # what the user asked for (ground truth for injections)
+        self.input_pii: str | None = None  # the personal data planted in the prompt
+        self.customer_pii: tuple[str, ...] = ()  # personal data tools returned
+        self.saw_injection = False  # a tool result carried an injected instruction
+        self.injected: set[str] = set()  # actions models proposed under injection
+        self.prevented: list[str] = []
         self.calls = [0] * n_targets  # calls made per model, then per tool (tape call index)
         self.nspan = 0
         self.in_tok = 0
@@ -252,6 +276,14 @@ class _Proc:
         self.mcalls = 0
         self.tcalls = 0
         self.violations: list[str] = []
+
+    def violate(self, kind: str, stage: str) -> tuple[int, int]:
+        """Count a violation once per (kind, stage); the span mark that records it."""
+        key = f"{kind}@{stage}"
+        if key in self.violations:
+            return _STAGE[stage], 0
+        self.violations.append(key)
+        return _STAGE[stage], _KIND[kind]
 
 
 class Engine:
@@ -265,8 +297,10 @@ class Engine:
         faults: Schedule,
         stack: RoutingStack,
         progress: Callable[[int], None] | None = None,
+        content: Content | None = None,
     ) -> None:
         self.suite = suite
+        self.content = content if content is not None else Content(suite, requests)
         self.req = requests
         self.tape = tape
         self.faults = faults
@@ -296,6 +330,18 @@ class Engine:
         self.malformed_rate = [m.malformed_rate for m in models]
         self.inject = [m.injection_susceptibility for m in models]
         self.bad_args = [m.invalid_tool_args_rate for m in models]
+        self.hallucinate = [m.hallucinated_tool_rate for m in models]
+        self.leak = [m.pii_leak_rate for m in models]
+        self.tools = suite.tools
+        self.tool_pii = [t.returns_pii for t in tools]
+        pol = suite.policies
+        self.prohibited = frozenset(pol.actions.prohibited)
+        self.high_impact = frozenset(pol.actions.high_impact)
+        self.high_impact_tiers = frozenset(pol.actions.high_impact_tiers)
+        ec = suite.traffic.edge_cases
+        self.ec = ec
+        self.keep_text = pol.retention.store_text
+        self.budget = suite.stack.budgets.request_tokens
         self.tool_retrieval = [t.kind == "retrieval" for t in tools]
         self.tool_error = [t.error_rate for t in tools]
         self.tool_tokens = [t.result_tokens for t in tools]
@@ -307,7 +353,7 @@ class Engine:
         self.codes = {
             k: Codes()
             for k in ("route", "tier", "tiers_tried", "name", "target", "fault", "detail",
-                      "violation", "violation_kinds")
+                      "violation_kinds")
         }  # fmt: skip
         codes = self.codes
         self.model_target = [codes["target"](name) for name in suite.models]
@@ -342,10 +388,13 @@ class Engine:
             tool_calls=np.zeros(n, np.int16),
             violations=np.zeros(n, np.int16),
             violation_kinds=np.zeros(n, np.int16),
-            caught=np.zeros(n, np.int16),
+            prevented=np.zeros(n, np.int16),
+            prevented_kinds=np.zeros(n, np.int16),
             spans=self.spans,
             codes=codes,
             outcomes=OUTCOMES,
+            prompt=[""] * n if self.keep_text else None,
+            answer=[""] * n if self.keep_text else None,
         )
 
     # ------------------------------------------------------------------ the loop
@@ -357,10 +406,11 @@ class Engine:
         classes = req.task_class.tolist()
         in_tok = req.input_tokens.tolist()
         steps = req.tool_steps.tolist()
-        labels = list(
-            zip(req.pii.tolist(), req.injection.tolist(), req.prohibited.tolist(),
-                req.high_impact.tolist(), strict=True)
-        )  # fmt: skip
+        prohibited = req.prohibited.tolist()
+        high_impact = req.high_impact.tolist()
+        content = self.content
+        asks_prohibited = (self.ec.prohibited_action_name,)
+        asks_high = (self.ec.high_impact_action,)
         names = self.classes
         heap = self._heap
         pop = heapq.heappop
@@ -380,12 +430,19 @@ class Engine:
                 t = arrivals[i]
                 self.now = t
                 c = classes[i]
-                pii, inj, proh, hi = labels[i]
+                tools = class_tools[c]
+                actions = tools[: steps[i]] if steps[i] <= len(tools) else tools
+                if prohibited[i]:
+                    actions += asks_prohibited
+                if high_impact[i]:
+                    actions += asks_high
                 info = RequestInfo(
-                    i, t, names[c], in_tok[i], steps[i], class_tools[c], pii, inj, proh, hi,
-                    partial(jitter, i),
+                    i, t, names[c], in_tok[i], steps[i], tools, partial(jitter, i),
+                    content.prompt(i), actions,
                 )  # fmt: skip
-                finished = advance(_Proc(i, handle(info), c, ntargets), None)
+                proc = _Proc(i, handle(info), c, ntargets, actions)
+                proc.input_pii = content.input_pii(i)
+                finished = advance(proc, None)
                 i += 1
             elif heap:
                 t, _, kind, a, b, c = pop(heap)
@@ -467,27 +524,25 @@ class Engine:
                 idx = proc.nspan
                 proc.nspan = idx + 1
                 self._emit((proc.rid, idx, _K_BACKOFF, self.name_code(eff.reason), 0, 0, 0,  # type: ignore[union-attr]
-                            now, end, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0))  # fmt: skip
+                            now, end, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0))  # fmt: skip
                 self._push(end, _RESUME, proc, Tick(end))
                 return False
             raise TypeError(f"stack yielded {eff!r}, which is not an effect")
 
     def _note(self, proc: _Proc, note: Note) -> None:
+        """A zero-time span; a policy check that caught and acted counts as prevented."""
         kind = _NOTE_KINDS.get(note.kind, _K_BREAKER)
-        codes = self.codes
-        violation = 0
-        if note.violation:
-            violation = codes["violation"](note.violation)
-            proc.violations.append(note.violation)
-        if note.caught and note.acted and kind == _K_POLICY:
-            self.trace.caught[proc.rid] += 1
+        guards = _KIND[note.guards] if note.guards else 0
+        if note.caught and note.acted and guards:
+            proc.prevented.append(KINDS[guards])
         idx = proc.nspan
         proc.nspan = idx + 1
         now = self.now
         self._emit((
             proc.rid, idx, kind, self.name_code(note.name), 0, 0, 0, now, now, 0.0,
             _REJECTED if kind == _K_BREAKER else 0, 0, 0, 0, 0.0, 0,
-            codes["detail"](note.detail), int(note.caught), int(note.acted), violation,
+            self.codes["detail"](note.detail), _STAGE[note.stage], guards, int(note.caught),
+            int(note.acted), 0,
         ))  # fmt: skip
 
     # ------------------------------------------------------------------ the world side
@@ -548,19 +603,26 @@ class Engine:
             name = self.name_code(purpose)
         head = (rid, idx, _K_CHAT, name, self.model_target[m], self.model_tier[m], k)
         fcode = self.codes["fault"](fault) if fault else 0
+        mark = _NO_MARK
+        if proc.input_pii is not None and proc.input_pii in eff.prompt:
+            mark = proc.violate("pii_leak", "input")  # a model saw unredacted personal data
         if fast or hang:
-            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang)
+            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang, mark)
             return
         if res.status == OK or res.status == MALFORMED:
             tin, tout, cost = self._answer(proc, res, eff, m, args_u)
-            self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, tin, tout, cost)
+            if self.budget is not None and mark == _NO_MARK:
+                total = proc.in_tok + proc.out_tok + tin + tout
+                if total > self.budget:
+                    mark = proc.violate("budget_overrun", "budget")
+            self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, tin, tout, cost, mark)
         else:
-            self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0)
+            self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0, mark)
 
     def _answer(
         self, proc: _Proc, res: ModelResult, eff: CallModel, m: int, args_u: float
     ) -> tuple[int, int, float]:
-        """What the world says about a response: correctness, confidence, tokens, cost."""
+        """What the world says about a response: correctness, confidence, proposals, tokens."""
         tape = self.tape
         rid = proc.rid
         cls = proc.cls
@@ -589,12 +651,21 @@ class Engine:
                 res.confidence = (
                     tape.conf_right.item(rid, m) if right else tape.conf_wrong.item(rid, m)
                 )
+                leaked = None
+                if self.leak[m] and tape.leak_u.item(rid, m) < self.leak[m]:
+                    seen = [*proc.customer_pii]
+                    if proc.input_pii is not None and proc.input_pii in eff.prompt:
+                        seen.append(proc.input_pii)
+                    leaked = seen[0] if seen else None
+                res.text = self.content.answer(rid, leaked)
             else:
                 out = max(1, round(base * STEP_OUTPUT_SHARE))
-                res.invalid_args = args_u < self.bad_args[m]
                 res.confidence = 1.0
-            if self.injection[rid]:
-                res.follows_injection = tape.inject_u.item(rid, m) < self.inject[m]
+                self._propose(res, eff.tool or "", m, args_u)
+            if proc.saw_injection and tape.inject_u.item(rid, m) < self.inject[m]:
+                action = self.ec.injected_action
+                res.proposed_action = action
+                proc.injected.add(action)
         cap = eff.max_output_tokens
         if cap is not None and out > cap:
             out = cap
@@ -603,10 +674,42 @@ class Engine:
         res.output_tokens = out
         return tin, out, tin * self.price_in[m] + out * self.price_out[m]
 
+    def _propose(self, res: ModelResult, tool: str, m: int, u: float) -> None:
+        """The tool call a ReAct step proposes: the planned one, or a bad one by the tape."""
+        bad = self.bad_args[m]
+        spec = self.tools.get(tool)
+        example = spec.args_example if spec is not None else {}
+        if u < bad:
+            res.proposed_tool = tool
+            res.tool_args = broken_args(example, spec.args_schema if spec is not None else None)
+        elif u < bad + self.hallucinate[m]:
+            res.proposed_tool = f"{tool}_v2"  # a tool that does not exist
+            res.tool_args = example
+        else:
+            res.proposed_tool = tool
+            res.tool_args = example
+
     def _call_tool(self, proc: _Proc, eff: CallTool) -> None:
         now = self.now
-        t = self.tool_index[eff.tool]
         rid = proc.rid
+        mark = self._action_mark(proc, eff)
+        t = self.tool_index.get(eff.tool)
+        if t is None:  # no such tool: the endpoint answers 404 at once
+            res = ToolResult(ERROR, now, 0.0)
+            res.http_status = 404
+            idx = proc.nspan
+            proc.nspan = idx + 1
+            head = (
+                rid,
+                idx,
+                _K_TOOL,
+                self.name_code(eff.tool),
+                self.codes["target"](eff.tool),
+                0,
+                0,
+            )
+            self._fail_now(proc, res, head, 0, eff.timeout_s, False, mark)
+            return
         slot = self.nm + t
         k = proc.calls[slot]
         proc.calls[slot] = k + 1
@@ -648,17 +751,43 @@ class Engine:
                 res.status = ERROR
                 res.http_status = 500
         if res.status == OK:
-            res.injected = self.injection[rid]
             res.result_tokens = self.tool_tokens[t]
+            returns_pii = self.tool_pii[t]
+            res.text = self.content.tool_result(rid, eff.tool, returns_pii)
+            if returns_pii and not proc.customer_pii:
+                proc.customer_pii = self.content.customer_pii(rid)
+            if self.injection[rid]:
+                proc.saw_injection = True
         idx = proc.nspan
         proc.nspan = idx + 1
         kind_code = _K_RETRIEVAL if self.tool_retrieval[t] else _K_TOOL
         head = (rid, idx, kind_code, self.tool_name[t], self.tool_target[t], 0, k)
         fcode = self.codes["fault"](fault) if fault else 0
         if fast or hang:
-            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang)
+            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang, mark)
             return
-        self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0)
+        self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0, mark)
+
+    def _action_mark(self, proc: _Proc, eff: CallTool) -> tuple[int, int]:
+        """Ground truth for a call that left the stack: the violation it is, if any.
+
+        Counted whether or not the call then succeeds: the stack let it go.
+        """
+        tool = eff.tool
+        if tool in proc.injected and tool not in proc.actions:
+            return proc.violate("injection_followed", "action")
+        if tool in self.prohibited:
+            return proc.violate("prohibited_action_executed", "action")
+        if tool in self.high_impact and eff.tier not in self.high_impact_tiers and not eff.approved:
+            return proc.violate("unapproved_high_impact", "action")
+        spec = self.tools.get(tool)
+        if spec is None:
+            if eff.args is not None:  # a proposed call to a tool that does not exist
+                return proc.violate("invalid_tool_args_executed", "tool_args")
+            return _NO_MARK
+        if eff.args is not None and eff.args != spec.args_example:
+            return proc.violate("invalid_tool_args_executed", "tool_args")
+        return _NO_MARK
 
     def _fail_now(
         self,
@@ -668,6 +797,7 @@ class Engine:
         fault: int,
         timeout: float,
         hang: bool,
+        mark: tuple[int, int] = _NO_MARK,
     ) -> None:
         """A call that fails without server capacity: refused fast, or hanging to the timeout."""
         now = self.now
@@ -678,7 +808,7 @@ class Engine:
         res.now = end
         res.latency_s = end - now
         self._emit((*head, now, end, 0.0, _STATUS[res.status], res.http_status, 0, 0, 0.0, fault,
-                    0, 0, 0, 0))  # fmt: skip
+                    0, mark[0], 0, 0, 0, mark[1]))  # fmt: skip
         self._push(end, _RESUME, proc, res)
 
     def _serve(
@@ -693,6 +823,7 @@ class Engine:
         tin: int,
         tout: int,
         cost: float,
+        mark: tuple[int, int],
     ) -> None:
         """Serve a call now if a slot is free (the common, fast path), else queue it."""
         now = self.now
@@ -706,7 +837,7 @@ class Engine:
             proc.cost += cost
             rows = self.spans.rows
             rows.append((*head, now, end, 0.0, _STATUS[res.status], res.http_status, tin, tout,
-                         cost, fault, 0, 0, 0, 0))  # fmt: skip
+                         cost, fault, 0, mark[0], 0, 0, 0, mark[1]))  # fmt: skip
             if len(rows) >= _CHUNK:
                 self.spans.flush()
             self._seq += 1
@@ -714,6 +845,7 @@ class Engine:
             return
         call = _Call(proc, server, res, service, timeout, now, head, fault)
         call.in_tok, call.out_tok, call.cost = tin, tout, cost
+        call.mark = mark
         if server.busy < server.capacity:
             server.busy += 1
             self._start(call)
@@ -740,8 +872,10 @@ class Engine:
         proc.in_tok += call.in_tok
         proc.out_tok += call.out_tok
         proc.cost += call.cost
+        mark = call.mark
         self._emit((*call.head, issue, end, now - issue, _STATUS[res.status], res.http_status,
-                    call.in_tok, call.out_tok, call.cost, call.fault, 0, 0, 0, 0))  # fmt: skip
+                    call.in_tok, call.out_tok, call.cost, call.fault, 0, mark[0], 0, 0, 0,
+                    mark[1]))  # fmt: skip
         self._push(end, _RESUME_RELEASE, call.proc, res, call.server)
 
     def _queue_timeout(self, call: _Call) -> bool:
@@ -763,13 +897,28 @@ class Engine:
         if isinstance(res, ModelResult):
             res.input_tokens = res.output_tokens = 0
             res.correct = False
+            res.proposed_action = None
+        mark = call.mark
         self._emit((*call.head, call.issue_s, at, queued, _STATUS[TIMEOUT], 0, 0, 0, 0.0,
-                    call.fault, 0, 0, 0, 0))  # fmt: skip
+                    call.fault, 0, mark[0], 0, 0, 0, mark[1]))  # fmt: skip
 
     def _finish(self, proc: _Proc, final: Final) -> None:
         tr = self.trace
         rid = proc.rid
         codes = self.codes
+        planted = [*proc.customer_pii]
+        if proc.input_pii is not None:
+            planted.append(proc.input_pii)
+        if planted:  # ground truth: personal data in what leaves the stack or is kept
+            kept = (final.prompt, final.answer) if self.keep_text else ("", final.answer)
+            for stage, text in zip(("record", "output"), kept, strict=True):
+                if text and any(v in text for v in planted):
+                    mark = proc.violate("pii_leak", stage)
+                    idx = proc.nspan
+                    proc.nspan = idx + 1
+                    now = self.now
+                    self._emit((rid, idx, _K_RESPOND, self.name_code(stage), 0, 0, 0, now, now,
+                                0.0, 0, 0, 0, 0, 0.0, 0, 0, mark[0], 0, 0, 0, mark[1]))  # fmt: skip
         tr.finished[rid] = True
         tr.end_s[rid] = self.now
         tr.outcome[rid] = self._outcome_code[final.outcome]
@@ -788,7 +937,30 @@ class Engine:
         tr.tool_calls[rid] = proc.tcalls
         if proc.violations:
             tr.violations[rid] = len(proc.violations)
-            tr.violation_kinds[rid] = codes["violation_kinds"](",".join(sorted(proc.violations)))
+            kinds = ",".join(sorted({v.split("@")[0] for v in proc.violations}))
+            tr.violation_kinds[rid] = codes["violation_kinds"](kinds)
+        if proc.prevented:
+            tr.prevented[rid] = len(proc.prevented)
+            tr.prevented_kinds[rid] = codes["violation_kinds"](
+                ",".join(sorted(set(proc.prevented)))
+            )
+        if tr.prompt is not None and tr.answer is not None:
+            tr.prompt[rid] = final.prompt
+            tr.answer[rid] = final.answer
+
+
+def broken_args(example: Mapping[str, Any], schema: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Arguments that fail `schema`: a required field dropped, else a field of the wrong type."""
+    args = dict(example)
+    required = list(schema.get("required", [])) if schema else []
+    if required and required[0] in args:
+        del args[required[0]]
+    elif args:
+        key = next(iter(args))
+        args[key] = [] if not isinstance(args[key], list) else "not-a-list"
+    else:
+        args["unexpected"] = True
+    return args
 
 
 def _fail_fast(res: ModelResult | ToolResult, w: Window) -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from harness.records import Column
+from harness.spec import VIOLATION_KINDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +46,13 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column(
         "budget_exhausted_rate", "float64", "Share of requests stopped by a token or step budget."
     ),
-    Column("violations", "int64", "Policy violations let through."),
-    Column("guardrail_catches", "int64", "Edge cases guardrails caught and acted on."),
+    Column("violations", "int64", "Policy violations let through, all kinds."),
+    Column("prevented", "int64", "Violations guardrails caught and acted on, all kinds."),
+    *(Column(f"violations_{k}", "int64", f"Violations of kind {k}.") for k in VIOLATION_KINDS),
+    *(
+        Column(f"prevented_{k}", "int64", f"Prevented violations of kind {k}.")
+        for k in VIOLATION_KINDS
+    ),
 )
 
 
@@ -63,7 +69,7 @@ def wilson(successes: float, n: float, z: float = 1.959963984540054) -> tuple[fl
     return lo, hi
 
 
-def _row(route: str, df: pd.DataFrame) -> dict[str, object]:
+def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]:
     n = len(df)
     lat = df["latency_ms"].to_numpy()
     succ = int(df["success"].sum())
@@ -99,31 +105,58 @@ def _row(route: str, df: pd.DataFrame) -> dict[str, object]:
         "error_rate": share(outcome == "error"),
         "budget_exhausted_rate": share(outcome == "budget_exhausted"),
         "violations": int(df["violations"].sum()),
-        "guardrail_catches": int(df["guardrail_catches"].sum()),
+        "prevented": int(df["prevented"].sum()),
+        **{f"violations_{k}": int((marks["violation"] == k).sum()) for k in VIOLATION_KINDS},
+        **{f"prevented_{k}": int((marks["prevented"] == k).sum()) for k in VIOLATION_KINDS},
     }
 
 
-def summarize(requests: pd.DataFrame) -> pd.DataFrame:
-    """Summary rows: one per route, sorted by name, then `all`."""
+def summarize(requests: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Summary rows: one per route, sorted by name, then `all`.
+
+    `marks` has one row per span that let a violation through or prevented one:
+    `request_id`, `violation` and `prevented` (kind names, '' where not applicable).
+    """
     import pandas as pd
 
-    rows = [_row(str(route), g) for route, g in requests.groupby("route", sort=True)]
-    rows.append(_row(ALL, requests))
+    if marks is None or not len(marks):
+        marks = pd.DataFrame({"route": [], "violation": [], "prevented": []}, dtype=object)
+    else:
+        route_of = requests.set_index("request_id")["route"]
+        marks = marks.assign(route=marks["request_id"].map(route_of))
+    rows = [
+        _row(str(route), g, marks[marks["route"] == route])
+        for route, g in requests.groupby("route", sort=True)
+    ]
+    rows.append(_row(ALL, requests, marks))
     return pd.DataFrame(rows, columns=[c.name for c in SUMMARY_COLUMNS])
 
 
-NEEDED = ("route", "latency_ms", "success", "cost_usd", "outcome", "input_tokens",
+def violation_marks(spans: pa.Table) -> pd.DataFrame:
+    """The spans that let a violation through or prevented one, as summarize's `marks`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    df = spans.select(["request_id", "violation", "guards", "caught", "acted"])
+    keep = pc.or_(pc.not_equal(df["violation"], pa.scalar("")), pc.and_(df["caught"], df["acted"]))
+    sub = df.filter(keep).to_pandas()
+    prevented = sub["guards"].where(sub["caught"] & sub["acted"], "")
+    return sub.assign(prevented=prevented)[["request_id", "violation", "prevented"]]
+
+
+NEEDED = ("request_id", "route", "latency_ms", "success", "cost_usd", "outcome", "input_tokens",
           "output_tokens", "escalated", "fallbacks", "handoff", "retries", "violations",
-          "guardrail_catches")  # fmt: skip
+          "prevented")  # fmt: skip
 """Request columns the summary reads."""
 
 
-def summary_table(requests: pa.Table) -> pa.Table:
-    """The summary of a requests table, as an Arrow table with the documented schema."""
+def summary_table(requests: pa.Table, spans: pa.Table | None = None) -> pa.Table:
+    """The summary of a run's tables, as an Arrow table with the documented schema."""
     import pyarrow as pa
 
     from harness.records import schema
 
     sch = schema(SUMMARY_COLUMNS)
     df = requests.select(list(NEEDED)).to_pandas()
-    return pa.Table.from_pandas(summarize(df), schema=sch, preserve_index=False)
+    marks = violation_marks(spans) if spans is not None else None
+    return pa.Table.from_pandas(summarize(df, marks), schema=sch, preserve_index=False)

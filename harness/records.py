@@ -50,9 +50,10 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("retries", "int16", "Retried calls (models and tools)."),
     Column("fallbacks", "int16", "Switches to another model or tier after a failure."),
     Column("handoff", "bool", "Ended with a human (approval or last resort)."),
-    Column("violations", "int16", "Policy violations let through."),
+    Column("violations", "int16", "Policy violations let through (once per kind and stage)."),
     Column("violation_kinds", "string", "Kinds of those violations, sorted, comma-separated."),
-    Column("guardrail_catches", "int16", "Edge cases a guardrail caught and acted on."),
+    Column("prevented", "int16", "Violations a guardrail caught and acted on."),
+    Column("prevented_kinds", "string", "Kinds of those, sorted, comma-separated."),
     Column("confidence", "float32", "Confidence of the accepted answer (NaN without one)."),
     Column("model_calls", "int16", "Model calls made (attempts included)."),
     Column("tool_calls", "int16", "Tool and retrieval calls made (attempts included)."),
@@ -61,6 +62,10 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("prohibited_action", "bool", "Edge case: the user asked for a prohibited action."),
     Column("high_impact", "bool", "Edge case: the request needed a high-impact action."),
     Column("phase", "string", "Fault windows and spikes active at arrival ('baseline' if none)."),
+    Column(
+        "prompt", "string", "The user's text after input redaction; '' unless retention allows."
+    ),
+    Column("answer", "string", "The answer after output redaction; '' unless retention allows."),
 )
 
 SPAN_COLUMNS: tuple[Column, ...] = (
@@ -88,12 +93,12 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     Column("gen_ai.usage.output_tokens", "int64", "Billed completion tokens."),
     Column("cost_usd", "float64", "Cost of the call."),
     Column("fault", "string", "Injected faults that hit the call ('' if none)."),
-    Column("detail", "string", "Router: chosen tier and reason; policy check: the stage checked."),
+    Column("detail", "string", "Router: tier and reason; policy check: what it found or judged."),
+    Column("stage", "string", "Where a check ran or a violation passed: input, tool_args, ..."),
+    Column("guards", "string", "Policy check: the violation kind it guards against."),
     Column("caught", "bool", "Policy check: the guardrail detected the edge case."),
-    Column("acted", "bool", "Policy check: the guardrail acted (redacted, blocked, handed off)."),
-    Column(
-        "violation", "string", "Policy check: the violation this step let through ('' if none)."
-    ),
+    Column("acted", "bool", "Policy check: it acted (redacted, blocked, refused, handed off)."),
+    Column("violation", "string", "The violation this span let through ('' if none)."),
 )
 
 
@@ -142,7 +147,8 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield trace.handoff
         yield trace.violations
         yield codes["violation_kinds"].decode(trace.violation_kinds)
-        yield trace.caught
+        yield trace.prevented
+        yield codes["violation_kinds"].decode(trace.prevented_kinds)
         yield trace.confidence
         yield trace.model_calls
         yield trace.tool_calls
@@ -151,6 +157,9 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield requests.prohibited
         yield requests.high_impact
         yield phase
+        empty = np.full(trace.n, "", dtype=object)
+        yield np.asarray(trace.prompt, dtype=object) if trace.prompt is not None else empty
+        yield np.asarray(trace.answer, dtype=object) if trace.answer is not None else empty
 
     return _table(columns(), REQUEST_COLUMNS)
 
@@ -160,7 +169,7 @@ def spans_table(trace: Trace) -> pa.Table:
 
     Built one column at a time so a million-request run never holds every column twice.
     """
-    from harness.engine import SPAN_KINDS, STATUSES
+    from harness.engine import KINDS, SPAN_KINDS, STAGE_NAMES, STATUSES
 
     sp = trace.spans
     codes = trace.codes
@@ -201,9 +210,12 @@ def spans_table(trace: Trace) -> pa.Table:
         yield col("cost_usd")
         yield codes["fault"].decode(col("fault"))
         yield codes["detail"].decode(col("detail"))
+        yield np.asarray(STAGE_NAMES, dtype=object)[col("stage")]
+        kinds = np.asarray(KINDS, dtype=object)
+        yield kinds[col("guards")]
         yield col("caught").astype(bool)
         yield col("acted").astype(bool)
-        yield codes["violation"].decode(col("violation"))
+        yield kinds[col("violation")]
 
     return _table(columns(), SPAN_COLUMNS)
 

@@ -42,6 +42,7 @@ def route_table(summary: pd.DataFrame, title: str = "Per route") -> Table:
         ("fallback", "right"),
         ("handoff", "right"),
         ("violations", "right"),
+        ("prevented", "right"),
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in summary.to_dict("records"):
@@ -59,6 +60,32 @@ def route_table(summary: pd.DataFrame, title: str = "Per route") -> Table:
             _pct(float(row["fallback_rate"])),
             _pct(float(row["handoff_rate"])),
             str(int(row["violations"])),
+            str(int(row["prevented"])),
             style="bold" if row["route"] == "all" else None,
         )
+    return table
+
+
+def violations_table(summary: pd.DataFrame) -> Table | None:
+    """Violations let through and prevented, by kind and route; None when there are none."""
+    from harness.spec import VIOLATION_KINDS
+
+    kinds = [
+        k
+        for k in VIOLATION_KINDS
+        if summary[f"violations_{k}"].sum() or summary[f"prevented_{k}"].sum()
+    ]
+    if not kinds:
+        return None
+    table = Table(
+        title="Governance: violations let through / prevented, by kind",
+        title_justify="left",
+        header_style="bold",
+    )
+    table.add_column("route")
+    for k in kinds:
+        table.add_column(k, justify="right")
+    for row in summary.to_dict("records"):
+        cells = [f"{int(row[f'violations_{k}'])} / {int(row[f'prevented_{k}'])}" for k in kinds]
+        table.add_row(str(row["route"]), *cells, style="bold" if row["route"] == "all" else None)
     return table

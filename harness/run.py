@@ -54,7 +54,7 @@ def simulate(suite: Suite, progress: Callable[[int], None] | None = None) -> Run
     requests = requests_table(trace, reqs, phases(suite, reqs.arrival_s))
     spans = spans_table(trace)
     trace.spans = SpanBuffers()  # packed into `spans`; free the buffers
-    summary = summary_table(requests)
+    summary = summary_table(requests, spans)
     return RunResult(
         requests=requests,
         spans=spans,
@@ -103,6 +103,7 @@ def manifest(loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]) 
         "command": argv,
         "versions": versions(),
         "host": platform.node(),
+        "policy": loaded.policy(),
         "parameters": loaded.parameters(),
         "files": [REQUESTS, SPANS, SUMMARY, MANIFEST],
     }

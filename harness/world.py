@@ -60,6 +60,7 @@ class Tape:
     conf_right: np.ndarray  # (n, M) confidence if the answer is right
     conf_wrong: np.ndarray  # (n, M) confidence if wrong
     inject_u: np.ndarray  # (n, M) follows an injected instruction when < susceptibility
+    leak_u: np.ndarray  # (n, M) repeats personal data from its context when < pii_leak_rate
     latency_s: np.ndarray  # (n, M, WIDTH) service time
     error_u: np.ndarray  # (n, M, WIDTH) spontaneous error / malformed roll
     fault_u: np.ndarray  # (n, M, WIDTH) fault probability roll
@@ -116,7 +117,7 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
     nm, nt = len(models), max(len(tools), 1)
     f32 = np.float32
     difficulty = np.empty(n)
-    conf_right, conf_wrong, inject_u = (np.empty((n, nm), f32) for _ in range(3))
+    conf_right, conf_wrong, inject_u, leak_u = (np.empty((n, nm), f32) for _ in range(4))
     latency_s = np.empty((n, nm, WIDTH))
     error_u, fault_u, args_u = (np.empty((n, nm, WIDTH), f32) for _ in range(3))
     tool_latency_s = np.zeros((n, nt, WIDTH))
@@ -144,6 +145,7 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
             conf_right[lo:hi, j] = _beta(rng, cal.correct_mean, cal.concentration, (full,))[:size]
             conf_wrong[lo:hi, j] = _beta(rng, cal.wrong_mean, cal.concentration, (full,))[:size]
             inject_u[lo:hi, j] = rng.random(full, f32)[:size]
+            leak_u[lo:hi, j] = rng.random(full, f32)[:size]
             rng = generator(seed, _CALLS, stable_id(name), b)
             latency_s[lo:hi, j] = sample_latency(model.latency, rng, (full, WIDTH))[:size]
             u = rng.random((3, full, WIDTH), f32)[:, :size]
@@ -161,6 +163,7 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         conf_right=conf_right,
         conf_wrong=conf_wrong,
         inject_u=inject_u,
+        leak_u=leak_u,
         latency_s=latency_s,
         error_u=error_u,
         fault_u=fault_u,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,6 +19,18 @@ RunEvalx = Callable[..., subprocess.CompletedProcess[str]]
 def support_suite() -> Path:
     """The example suite shipped in scenarios/."""
     return ROOT / "scenarios" / "support.yaml"
+
+
+def _copy_suite(name: str, into: Path) -> Path:
+    shutil.copytree(ROOT / "policies", into / "policies", dirs_exist_ok=True)
+    (into / "scenarios").mkdir(exist_ok=True)
+    return Path(shutil.copy(ROOT / "scenarios" / name, into / "scenarios" / name))
+
+
+@pytest.fixture(scope="session")
+def copy_suite() -> Callable[[str, Path], Path]:
+    """Copy scenarios/<name> and the policies it refers to into a folder; the copy's path."""
+    return _copy_suite
 
 
 @pytest.fixture(scope="session")

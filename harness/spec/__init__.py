@@ -8,7 +8,6 @@ from harness.spec._models import (
     EdgeCases,
     Escalation,
     Fault,
-    Guardrails,
     Latency,
     Model,
     Price,
@@ -25,9 +24,12 @@ from harness.spec._models import (
     Traffic,
     reference_problems,
 )
+from harness.spec._policy import STAGES, VIOLATION_KINDS, Policy
 from harness.spec._suite import LoadedSuite, load_suite
 
 __all__ = [
+    "STAGES",
+    "VIOLATION_KINDS",
     "Breaker",
     "Budgets",
     "Calibration",
@@ -35,10 +37,10 @@ __all__ = [
     "EdgeCases",
     "Escalation",
     "Fault",
-    "Guardrails",
     "Latency",
     "LoadedSuite",
     "Model",
+    "Policy",
     "Price",
     "RateLimit",
     "Retry",

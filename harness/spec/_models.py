@@ -7,20 +7,12 @@ documentation users read (`evalx validate` errors point back at these names).
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegFloat = Annotated[float, Field(ge=0)]
-Probability = Annotated[float, Field(ge=0, le=1)]
-
-
-class Strict(BaseModel):
-    """Base for every suite section: unknown keys are errors, instances are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
+from harness.spec._base import NonNegFloat, PositiveFloat, Probability, Strict
+from harness.spec._policy import Policy
 
 # --------------------------------------------------------------------------- traffic
 
@@ -64,6 +56,12 @@ class EdgeCases(Strict):
     """The user asks for an action the policy prohibits; the correct outcome is `blocked`."""
     high_impact: Probability = 0.0
     """The request needs a high-impact action (refund, deletion): premium tier or a human."""
+    prohibited_action_name: str = "delete_account"
+    """The action a prohibited request asks for."""
+    high_impact_action: str = "refund"
+    """The action a high-impact request needs (executed after the answer)."""
+    injected_action: str = "delete_account"
+    """The action an injected instruction asks the model to take."""
 
 
 class Traffic(Strict):
@@ -166,9 +164,13 @@ class Model(Strict):
     error_rate: Probability = 0.0
     """Chance of a spontaneous HTTP 500 without any fault injected."""
     injection_susceptibility: Probability = 0.3
-    """Chance the model follows an injected instruction it reads."""
+    """Chance the model follows an injected instruction it reads (weaker tiers: higher)."""
     invalid_tool_args_rate: Probability = 0.02
     """Chance a tool call it proposes has schema-invalid arguments."""
+    hallucinated_tool_rate: Probability = 0.0
+    """Chance a tool call it proposes names a tool that does not exist."""
+    pii_leak_rate: Probability = 0.0
+    """Chance an answer repeats personal data from its context (e.g. a CRM record)."""
 
 
 class Tool(Strict):
@@ -186,6 +188,12 @@ class Tool(Strict):
     """Token-bucket rate limit; None = no limit."""
     result_tokens: Annotated[int, Field(ge=0)] = 300
     """Tokens a result adds to the agent's context (input of the next model call)."""
+    args_schema: dict[str, Any] | None = None
+    """JSON Schema of the arguments; the policy validates proposed calls against it."""
+    args_example: dict[str, Any] = Field(default_factory=dict)
+    """Valid arguments a model proposes (the world mutates them for invalid calls)."""
+    returns_pii: bool = False
+    """Results carry customer personal data (name, email, phone) a model may leak."""
 
 
 # --------------------------------------------------------------------------- faults
@@ -340,23 +348,6 @@ class Budgets(Strict):
     """Cap on ReAct tool steps; more needed ends the request with budget_exhausted."""
 
 
-class Guardrails(Strict):
-    """Deterministic checks on every path, whatever the model (first version; see policies)."""
-
-    enforce: bool = True
-    """Off: checks observe and record what they would have caught, but do not act."""
-    pii_redaction: bool = True
-    """Redact personal data before any model or tool sees it."""
-    tool_schema: bool = True
-    """Validate tool arguments; invalid ones are repaired once or refused."""
-    prohibited_actions: bool = True
-    """Refuse prohibited actions outright."""
-    injection_containment: bool = True
-    """Block actions proposed after reading untrusted content that the user did not ask for."""
-    high_impact_tiers: list[str] = Field(default_factory=lambda: ["premium"])
-    """Tiers allowed to take high-impact actions; others hand off to a human for approval."""
-
-
 class Stack(Strict):
     """The reference routing stack's configuration."""
 
@@ -388,8 +379,6 @@ class Stack(Strict):
     """Timeouts and deadline."""
     budgets: Budgets = Budgets()
     """Token budgets and step cap."""
-    guardrails: Guardrails = Guardrails()
-    """Deterministic guardrails."""
     fallback_down: bool = True
     """When every tier above has failed too, fall back to lower tiers (degraded answers)."""
     handoff: bool = True
@@ -418,8 +407,8 @@ class Suite(Strict):
     """Scheduled fault windows."""
     stack: Stack = Stack()
     """The routing stack under test."""
-    policies: dict[str, object] | None = None
-    """Reserved for versioned policy files."""
+    policies: Policy = Policy()
+    """Governance policy: a policy file (`policies: {file: ...}`) plus inline overrides."""
     thresholds: dict[str, list[str]] | None = None
     """Reserved for service objectives (k6 grammar)."""
     sweep: dict[str, object] | None = None
@@ -474,9 +463,8 @@ def reference_problems(suite: Suite) -> list[tuple[Path, str, list[str]]]:
     for i, f in enumerate(suite.faults):
         if f.target not in targets:
             out.append((("faults", i, "target"), f"unknown target {f.target!r}", targets))
-    for tier in suite.stack.guardrails.high_impact_tiers:
+    for j, tier in enumerate(suite.policies.actions.high_impact_tiers):
         if tier not in tiers:
-            out.append(
-                (("stack", "guardrails", "high_impact_tiers"), f"unknown tier {tier!r}", tiers)
-            )
+            key: Path = ("policies", "actions", "high_impact_tiers", j)
+            out.append((key, f"unknown tier {tier!r}", tiers))
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from harness.spec._load import (
     validate,
 )
 from harness.spec._models import Suite, reference_problems
+from harness.spec._policy import Policy
 
 
 @dataclass(frozen=True)
@@ -33,21 +34,71 @@ class LoadedSuite:
     suite: Suite
     path: Path
     data: dict[str, Any]
-    """The raw mapping after overrides (what the user wrote)."""
+    """The raw mapping after overrides (what the user wrote), policy file merged in."""
     overrides: dict[tuple[str | int, ...], str]
     """Overridden paths and the override text."""
+    policy_data: dict[str, Any] = field(default_factory=dict)
+    """What the policy file itself says (empty without a file)."""
+    suite_policy: dict[str, Any] = field(default_factory=dict)
+    """Policy keys the suite (or --set) writes inline."""
 
     @property
     def suite_hash(self) -> str:
         """sha256 of the resolved suite (defaults filled in), stable across key order."""
-        canon = json.dumps(self.suite.model_dump(mode="json"), sort_keys=True)
-        return hashlib.sha256(canon.encode()).hexdigest()
+        return _sha256(self.suite.model_dump(mode="json", exclude={"policies": {"file"}}))
+
+    @property
+    def policy_hash(self) -> str:
+        """sha256 of the resolved policy (not of where it was read from)."""
+        return _sha256(self.suite.policies.model_dump(mode="json", exclude={"file"}))
+
+    def policy(self) -> dict[str, Any]:
+        """Name, version, hash and file of the policy in force, for the manifest."""
+        pol = self.suite.policies
+        return {
+            "name": pol.name,
+            "version": pol.version,
+            "hash": self.policy_hash,
+            "file": pol.file,
+        }
 
     def parameters(self) -> dict[str, dict[str, Any]]:
-        """Every leaf parameter, dotted, with its value and source (default, suite or --set)."""
+        """Every leaf parameter, dotted, with its value and source.
+
+        Sources: `default`, `suite`, `policy` (the policy file) or `--set`.
+        """
         out: dict[str, dict[str, Any]] = {}
-        _flatten(self.suite.model_dump(mode="json"), (), self.data, self.overrides, out)
+        dump = self.suite.model_dump(mode="json")
+        raw = {**self.data, "policies": self.suite_policy}
+        _flatten(dump, (), raw, self.overrides, out)
+        for key, entry in out.items():
+            in_file = _dig(self.policy_data, key.split(".")[1:]) is not None
+            if entry["source"] == "default" and key.startswith("policies.") and in_file:
+                entry["source"] = "policy"
         return out
+
+
+def _sha256(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _dig(node: Any, keys: list[str]) -> Any:
+    for k in keys:
+        if isinstance(node, dict):
+            node = node.get(k)
+        elif isinstance(node, list) and k.isdigit() and int(k) < len(node):
+            node = node[int(k)]
+        else:
+            return None
+    return node
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` on top of `base`, recursively for mappings (lists are replaced whole)."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _flatten(
@@ -76,11 +127,47 @@ def _flatten(
     out[".".join(str(p) for p in path)] = {"value": value, "source": source}
 
 
-def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSuite:
-    """Load, override, validate and cross-check a suite; raise SpecError listing every problem."""
+def load_suite(
+    path: str | Path, overrides: Sequence[str] = (), policy: str | Path | None = None
+) -> LoadedSuite:
+    """Load, override, validate and cross-check a suite; raise SpecError listing every problem.
+
+    The policy comes from `policy` (a path, e.g. `--policy`), else from the suite's
+    `policies.file` (relative to the suite file), else the built-in default; the suite's
+    other `policies` keys and `--set policies.*` override it.
+    """
     p = Path(path)
     data, lines = load_suite_data(p)
     data, overridden = apply_overrides(data, overrides, Suite)
+    inline = data.get("policies")
+    inline = dict(inline) if isinstance(inline, dict) else {}
+    ref = inline.pop("file", None)
+    policy_file: Path | None = None
+    if policy is not None:
+        policy_file = Path(policy)
+    elif isinstance(ref, str):
+        policy_file = p.parent / ref
+    policy_data: dict[str, Any] = {}
+    if policy_file is not None:
+        if not policy_file.is_file():
+            key: tuple[str | int, ...] = ("policies", "file")
+            where, line = (
+                ("--policy", None)
+                if policy is not None
+                else locate_key(key, file=str(p), lines=lines, overridden=overridden)
+            )
+            hint = "check the path" if policy is not None else "paths are relative to the suite"
+            raise SpecError([Problem(where, line, "policies.file" if policy is None else "",
+                                     f"policy file {policy_file} not found", hint)])  # fmt: skip
+        policy_data, policy_lines = load_suite_data(policy_file)
+        validate(policy_data, Policy, file=str(policy_file), lines=policy_lines)
+        merged = _merge(policy_data, inline)
+        merged["file"] = str(policy_file)
+        data = {**data, "policies": merged}
+        if policy is not None:
+            inline["file"] = "--policy"
+        elif isinstance(ref, str):
+            inline["file"] = ref
     suite = validate(data, Suite, file=str(p), lines=lines, overridden=overridden)
     problems = [
         _problem(str(p), lines, overridden, key, message, options)
@@ -88,7 +175,14 @@ def load_suite(path: str | Path, overrides: Sequence[str] = ()) -> LoadedSuite:
     ]
     if problems:
         raise SpecError(sorted(problems, key=lambda q: (q.line or 0, q.key)))
-    return LoadedSuite(suite=suite, path=p, data=data, overrides=overridden)
+    return LoadedSuite(
+        suite=suite,
+        path=p,
+        data=data,
+        overrides=overridden,
+        policy_data=policy_data,
+        suite_policy=inline,
+    )
 
 
 def _problem(

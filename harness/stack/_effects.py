@@ -8,8 +8,8 @@ user's own stack. Outcomes carry `now`, so a stack keeps time without a clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, NamedTuple, Protocol
 
 OK = "ok"
 ERROR = "error"
@@ -24,7 +24,8 @@ OUTCOMES = ("success", "wrong", "timeout", "error", "blocked", "handoff", "budge
 class CallModel:
     """Ask model `model` (a suite model name) for a completion."""
 
-    __slots__ = ("degraded", "input_tokens", "max_output_tokens", "model", "purpose", "timeout_s")
+    __slots__ = ("degraded", "input_tokens", "max_output_tokens", "model", "prompt", "purpose",
+                 "timeout_s", "tool")  # fmt: skip
 
     def __init__(
         self,
@@ -34,23 +35,41 @@ class CallModel:
         timeout_s: float,
         max_output_tokens: int | None = None,
         degraded: bool = False,
+        prompt: str = "",
+        tool: str | None = None,
     ) -> None:
         self.model = model
-        self.purpose = purpose  # "classify" | "step" | "answer"
+        self.purpose = purpose  # "classify" | "step" | "repair" | "answer"
         self.input_tokens = input_tokens
         self.timeout_s = timeout_s
         self.max_output_tokens = max_output_tokens
         self.degraded = degraded  # context came from empty or stale retrieval
+        self.prompt = prompt  # the user's text as this model sees it (after input guardrails)
+        self.tool = tool  # step calls: the tool the plan calls next
 
 
 class CallTool:
-    """Call tool `tool` (a suite tool name) with arguments the model proposed."""
+    """Call tool `tool` (an action) with the arguments a model proposed.
 
-    __slots__ = ("timeout_s", "tool")
+    `tier` is the tier whose model proposed the call and `approved` says a human approved
+    it: high-impact actions need one or the other.
+    """
 
-    def __init__(self, tool: str, timeout_s: float) -> None:
+    __slots__ = ("approved", "args", "tier", "timeout_s", "tool")
+
+    def __init__(
+        self,
+        tool: str,
+        timeout_s: float,
+        args: Mapping[str, Any] | None = None,
+        tier: str = "",
+        approved: bool = False,
+    ) -> None:
         self.tool = tool
         self.timeout_s = timeout_s
+        self.args = args
+        self.tier = tier
+        self.approved = approved
 
 
 class Wait:
@@ -66,11 +85,13 @@ class Wait:
 class Note:
     """Record a zero-time step: a routing decision, a policy check, a breaker rejection.
 
-    `kind` is `router`, `policy_check` or `breaker`; a policy check says whether it
-    caught something, whether it acted on it, and the violation it let through, if any.
+    `kind` is `router`, `policy_check` or `breaker`. A policy check names the `stage` it
+    ran at, the violation kind it `guards` against, whether it `caught` something and
+    whether it `acted` (redacted, blocked, refused, handed off). Caught and acted is a
+    prevented violation; caught and not acted (enforcement off) is only observed.
     """
 
-    __slots__ = ("acted", "caught", "detail", "kind", "name", "violation")
+    __slots__ = ("acted", "caught", "detail", "guards", "kind", "name", "stage")
 
     def __init__(
         self,
@@ -79,14 +100,16 @@ class Note:
         detail: str = "",
         caught: bool = False,
         acted: bool = False,
-        violation: str | None = None,
+        guards: str | None = None,
+        stage: str = "",
     ) -> None:
         self.kind = kind
         self.name = name
         self.detail = detail
         self.caught = caught
         self.acted = acted
-        self.violation = violation
+        self.guards = guards
+        self.stage = stage
 
 
 Effect = CallModel | CallTool | Wait | Note
@@ -106,9 +129,11 @@ class ModelResult:
     predicted_class: str | None = None
     http_status = 200
     retry_after_s = 0.0
-    follows_injection = False  # the model followed an injected instruction it read
-    invalid_args = False  # the tool arguments it proposed fail the tool's schema
     truncated = False  # the answer hit max_output_tokens
+    text = ""  # the answer's text (answer calls)
+    proposed_tool = ""  # step calls: the tool the model asks to call
+    tool_args: Mapping[str, Any] | None = None  # step calls: the arguments it proposes
+    proposed_action: str | None = None  # an action it proposes on its own (e.g. injected)
 
     def __init__(self, status: str, now: float, latency_s: float) -> None:
         self.status = status
@@ -121,8 +146,8 @@ class ToolResult:
 
     http_status = 200
     degraded = False  # empty or stale retrieval result
-    injected = False  # the result carries an injected instruction (untrusted content)
     result_tokens = 0
+    text = ""  # what the tool returned: untrusted content
 
     def __init__(self, status: str, now: float, latency_s: float) -> None:
         self.status = status
@@ -155,12 +180,12 @@ class RequestInfo(NamedTuple):
     input_tokens: int
     tool_steps: int
     tools: tuple[str, ...]
-    pii: bool = False
-    injection: bool = False
-    prohibited: bool = False
-    high_impact: bool = False
     jitter: Callable[[int], float] = _half
     """Uniform draws for backoff jitter, supplied by the driver (the stack owns no RNG)."""
+    text: str = ""
+    """The user's message."""
+    actions: tuple[str, ...] = ()
+    """Actions the user's request asks for (its tools, refunds, deletions, ...)."""
 
 
 class Final(NamedTuple):
@@ -175,6 +200,8 @@ class Final(NamedTuple):
     fallbacks: int = 0
     handoff: bool = False
     confidence: float = float("nan")
+    prompt: str = ""  # the user's text as the stack kept it (after input redaction)
+    answer: str = ""  # the answer as it left the stack (after output redaction)
 
 
 Handler = Generator[Effect, Outcome, Final]

@@ -1,10 +1,13 @@
 """The reference routing stack: the control plane the suite configures.
 
-Per request: input guardrails -> classifier on the cheapest tier -> route by class,
-classifier confidence and impact -> ReAct tool steps -> answer, escalating a tier on
-low confidence -> output guardrails. Every model call goes through the model's circuit
-breaker, retries with full-jitter backoff under a per-route cap and a shared retry
-budget, and falls back to the next model of the tier, then the next tier, then a human.
+Per request: input guardrails (PII redaction, prohibited requests) -> classifier on the
+cheapest tier -> route by class, classifier confidence and impact -> ReAct tool steps, each
+proposed call checked against its JSON Schema and every proposed action against the policy
+(prohibited, injection containment, high-impact approval) -> answer, escalating a tier on
+low confidence -> output redaction -> the actions the user asked for. Every model call
+goes through the model's circuit breaker, retries with full-jitter backoff under a
+per-route cap and a shared retry budget, and falls back to the next model of the tier,
+then the next tier, then a human.
 
 Sans-I/O: this module reads no clock and no random generator; `now` comes from outcomes
 and jitter from `RequestInfo.jitter`, both supplied by the driver.
@@ -13,8 +16,10 @@ and jitter from `RequestInfo.jitter`, both supplied by the driver.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
 
+from harness.guardrails import PiiDetector, ToolArgsValidator, contained
 from harness.spec import Suite
 from harness.stack._breaker import BreakerConfig, CircuitBreaker
 from harness.stack._effects import (
@@ -65,16 +70,8 @@ class RetryBudget:
 class _Request:
     """Mutable bookkeeping of one request inside the stack."""
 
-    __slots__ = (
-        "deadline",
-        "escalated",
-        "fallbacks",
-        "jitter",
-        "now",
-        "retries",
-        "tiers",
-        "tokens",
-    )
+    __slots__ = ("deadline", "escalated", "fallbacks", "jitter", "now", "overrun", "retries",
+                 "tiers", "tokens", "untrusted")  # fmt: skip
 
     def __init__(self, now: float, deadline: float, jitter: Callable[[int], float]) -> None:
         self.now = now
@@ -85,6 +82,8 @@ class _Request:
         self.fallbacks = 0
         self.escalated = False
         self.tiers: list[str] = []
+        self.untrusted = False  # has read tool or retrieval output
+        self.overrun = False  # went past the token budget with enforcement off
 
 
 class ReferenceStack:
@@ -122,9 +121,17 @@ class ReferenceStack:
         self.deadline_s = st.timeouts.request_deadline_ms / 1000.0
         self.request_tokens = st.budgets.request_tokens
         self.step_tokens = st.budgets.step_output_tokens
-        g = st.guardrails
-        self.enforce = g.enforce
-        self.high_impact_tiers = frozenset(g.high_impact_tiers)
+        pol = suite.policies
+        self.policy = pol
+        self.enforce = pol.enforce
+        self.pii = PiiDetector(pol.pii.detect, {c.name: c.pattern for c in pol.pii.custom})
+        self.validator = ToolArgsValidator(
+            {name: t.args_schema for name, t in suite.tools.items() if t.args_schema is not None}
+        )
+        self.known_tools = frozenset(suite.tools)
+        self.prohibited = frozenset(pol.actions.prohibited)
+        self.high_impact = frozenset(pol.actions.high_impact)
+        self.high_impact_tiers = frozenset(pol.actions.high_impact_tiers)
 
     # ------------------------------------------------------------------ the request
 
@@ -133,22 +140,27 @@ class ReferenceStack:
         r = _Request(request.arrival_s, request.arrival_s + self.deadline_s, request.jitter)
         if self.budget is not None:
             self.budget.on_request(r.now)
-        g, enforce = self.cfg.guardrails, self.enforce
-        violations_possible = False
-        if request.pii:
-            acted = enforce and g.pii_redaction
-            yield Note(
-                "policy_check", "pii_redaction", "input", True, acted, None if acted else "pii_leak"
-            )
-        if request.prohibited:
-            acted = enforce and g.prohibited_actions
+        pol, enforce = self.policy, self.enforce
+
+        # -- input guardrails: personal data, prohibited requests
+        text = request.text
+        found = self.pii.find(text) if text else []
+        if found:
+            acted = enforce and pol.pii.redact_input
+            kinds = ",".join(sorted({f.kind for f in found}))
+            yield Note("policy_check", "pii_redaction", kinds, True, acted, "pii_leak", "input")
             if acted:
-                yield Note("policy_check", "prohibited_action", "input", True, True)
-                return Final("blocked", "guardrail", "", (), False)
-            violations_possible = True
+                text = self.pii.redact(text)[0]
+        asked = [a for a in request.actions if a in self.prohibited]
+        if asked:
+            yield Note("policy_check", "prohibited_action", asked[0], True, enforce,
+                       "prohibited_action_executed", "input")  # fmt: skip
+            if enforce:
+                return Final("blocked", "guardrail", "", (), prompt=text)
 
         # -- classify and route
-        route, start, reason = yield from self._route(request, r)
+        high = [a for a in request.actions if a in self.high_impact]
+        route, start, reason = yield from self._route(request, r, bool(high), text)
         route_cfg = self.cfg.routes[route]
         tier_index = self.tiers.index(route_cfg.tier)
         if start:
@@ -158,84 +170,66 @@ class ReferenceStack:
         max_retries = route_cfg.max_retries
         context = request.input_tokens
         degraded = False
-        injected = False
 
         # -- ReAct tool steps, on the starting tier
         budgets = self.cfg.budgets
         steps = min(request.tool_steps, budgets.max_steps)
         for s in range(steps):
             tool = request.tools[s % len(request.tools)]
-            res = yield from self._tier_call(
-                r, tier_index, "step", context, max_retries, degraded, walk=True
-            )
-            if isinstance(res, str):
-                return self._fail(res, route, r)
-            if injected and res.follows_injection:
-                acted = enforce and g.injection_containment
-                yield Note(
-                    "policy_check",
-                    "injection_containment",
-                    tool,
-                    True,
-                    acted,
-                    None if acted else "injection_followed",
-                )
-            if res.invalid_args:
-                acted = enforce and g.tool_schema
-                yield Note(
-                    "policy_check",
-                    "tool_schema",
-                    tool,
-                    True,
-                    acted,
-                    None if acted else "invalid_tool_args_executed",
-                )
-                if acted:  # one repair attempt, then refuse the call
-                    res = yield from self._tier_call(
-                        r, tier_index, "repair", context, max_retries, degraded, walk=True
+            repairs = 0
+            while True:
+                res = yield from self._tier_call(
+                    r, tier_index, "repair" if repairs else "step", context, max_retries,
+                    degraded, walk=True, prompt=text, tool=tool,
+                )  # fmt: skip
+                if isinstance(res, str):
+                    return self._fail(res, route, r, text)
+                context += res.output_tokens
+                if res.proposed_action is not None:
+                    ok = yield from self._action(
+                        r, request, res.proposed_action, self.tiers[tier_index], route, text
                     )
-                    if isinstance(res, str):
-                        return self._fail(res, route, r)
-                    if res.invalid_args:
-                        yield Note("policy_check", "tool_schema", tool, True, True)
-                        return self._fail("error", route, r)
-            context += res.output_tokens
-            tres = yield from self._tool_call(r, tool, max_retries)
+                    if isinstance(ok, Final):
+                        return ok
+                problem = self._args_problem(res.proposed_tool, res.tool_args)
+                if problem is None:
+                    break
+                acted = enforce
+                yield Note("policy_check", "tool_args", problem, True, acted,
+                           "invalid_tool_args_executed", "tool_args")  # fmt: skip
+                if not acted:
+                    break
+                if repairs >= pol.tools.repair_attempts:
+                    return self._fail("error", route, r, text)  # refused, never executed
+                repairs += 1
+            tres = yield from self._tool_call(
+                r, res.proposed_tool, max_retries, res.tool_args, self.tiers[tier_index]
+            )
             if tres is None:
-                return self._fail("error", route, r)
+                return self._fail("error", route, r, text)
+            r.untrusted = True
             context += tres.result_tokens
             degraded = degraded or tres.degraded
-            injected = injected or tres.injected
         if request.tool_steps > budgets.max_steps:
-            return self._fail("budget_exhausted", route, r)
+            return self._fail("budget_exhausted", route, r, text)
 
         # -- answer: escalate up on low confidence; on failure fall back up, then down
         threshold = self.cfg.escalation.confidence_threshold
         failed: set[int] = set()
         while True:
             res = yield from self._tier_call(
-                r, tier_index, "answer", context, max_retries, degraded, walk=False
+                r, tier_index, "answer", context, max_retries, degraded, walk=False, prompt=text
             )
             if isinstance(res, str):
                 failed.add(tier_index)
                 nxt = self._fallback(tier_index, failed)
                 if res == "budget_exhausted" or nxt is None or r.now >= r.deadline:
-                    return self._fail(res, route, r)
+                    return self._fail(res, route, r, text)
                 tier_index = nxt
                 r.fallbacks += 1
                 continue
             if res.truncated:
-                return self._fail("budget_exhausted", route, r)
-            if injected and res.follows_injection:
-                acted = enforce and g.injection_containment
-                yield Note(
-                    "policy_check",
-                    "injection_containment",
-                    "answer",
-                    True,
-                    acted,
-                    None if acted else "injection_followed",
-                )
+                return self._fail("budget_exhausted", route, r, text)
             up = self._higher(tier_index, failed)
             if res.confidence < threshold and up is not None:
                 tier_index = up
@@ -243,30 +237,79 @@ class ReferenceStack:
                 continue
             break
         tier = self.tiers[tier_index]
-        if request.high_impact and tier not in self.high_impact_tiers:
-            acted = enforce
-            yield Note(
-                "policy_check",
-                "high_impact_approval",
-                tier,
-                True,
-                acted,
-                None if acted else "unapproved_high_impact",
-            )
+        if res.proposed_action is not None:
+            ok = yield from self._action(r, request, res.proposed_action, tier, route, text)
+            if isinstance(ok, Final):
+                return ok
+
+        # -- output guardrails, then the actions the user asked for
+        answer = res.text
+        found = self.pii.find(answer) if answer else []
+        if found:
+            acted = enforce and pol.pii.redact_output
+            kinds = ",".join(sorted({f.kind for f in found}))
+            yield Note("policy_check", "pii_redaction", kinds, True, acted, "pii_leak", "output")
             if acted:
-                return Final(
-                    "handoff", route, "human", tuple(r.tiers), r.escalated, r.retries,
-                    r.fallbacks, True, res.confidence,
-                )  # fmt: skip
-        if violations_possible:
-            yield Note("policy_check", "prohibited_action", "output", False, False,
-                       "prohibited_action_executed")  # fmt: skip
+                answer = self.pii.redact(answer)[0]
+        for action in request.actions:
+            if action in self.high_impact or action in self.prohibited:
+                done = yield from self._action(r, request, action, tier, route, text, answer)
+                if isinstance(done, Final):
+                    return done
         return Final(
             "success" if res.correct else "wrong", route, tier, tuple(r.tiers), r.escalated,
-            r.retries, r.fallbacks, False, res.confidence,
+            r.retries, r.fallbacks, False, res.confidence, text, answer,
         )  # fmt: skip
 
-    # ------------------------------------------------------------------ pieces
+    # ------------------------------------------------------------------ guardrails
+
+    def _args_problem(self, tool: str, args: Mapping[str, Any] | None) -> str | None:
+        """Why a proposed tool call may not run, or None (policy: tools)."""
+        tools = self.policy.tools
+        if tool not in self.known_tools:
+            return None if tools.allow_unknown else f"unknown tool {tool!r}"
+        if not tools.validate_args:
+            return None
+        return self.validator.check(tool, args or {})
+
+    def _action(
+        self,
+        r: _Request,
+        request: RequestInfo,
+        action: str,
+        tier: str | None,
+        route: str,
+        prompt: str = "",
+        answer: str = "",
+    ) -> Generator[Effect, Outcome, Final | None]:
+        """Guard and, if allowed, execute an action; a Final when the request ends here.
+
+        Blocks prohibited actions and, after untrusted content was read, actions the user
+        did not ask for (injection containment); holds high-impact actions proposed by an
+        untrusted tier for a human's approval (handoff).
+        """
+        pol, enforce = self.policy, self.enforce
+        requested = action in request.actions
+        injected = pol.injection.contain and contained(action, request.actions, r.untrusted)
+        if injected or action in self.prohibited:
+            guards = "prohibited_action_executed" if requested else "injection_followed"
+            name = "injection_containment" if injected else "prohibited_action"
+            yield Note("policy_check", name, action, True, enforce, guards, "action")
+            if enforce:
+                return None  # dropped; the request goes on without it
+        proposer = tier if tier is not None else self.tiers[0]
+        if action in self.high_impact and proposer not in self.high_impact_tiers:
+            yield Note("policy_check", "high_impact_approval", action, True, enforce,
+                       "unapproved_high_impact", "action")  # fmt: skip
+            if enforce:
+                return Final("handoff", route, "human", tuple(r.tiers), r.escalated, r.retries,
+                             r.fallbacks, True, prompt=prompt, answer=answer)  # fmt: skip
+        remaining = r.deadline - r.now
+        if remaining <= 0:
+            return None
+        res = yield CallTool(action, min(self.tool_timeout, remaining), None, proposer)
+        r.now = res.now
+        return None
 
     def _higher(self, tier_index: int, failed: set[int]) -> int | None:
         """The next tier up that has not failed this request."""
@@ -286,17 +329,17 @@ class ReferenceStack:
         return None
 
     def _route(
-        self, request: RequestInfo, r: _Request
+        self, request: RequestInfo, r: _Request, high_impact: bool, text: str
     ) -> Generator[Effect, Outcome, tuple[str, bool, str]]:
         """(route, start one tier higher?, reason)."""
         cfg = self.cfg
-        if request.high_impact and cfg.escalation.high_impact_route is not None:
+        if high_impact and cfg.escalation.high_impact_route is not None:
             return cfg.escalation.high_impact_route, False, "high_impact"
         clf = cfg.classifier
         if not clf.enabled:
             return cfg.class_routes.get(request.task_class, self.default_route), False, "class"
         res = yield from self._model_call(
-            r, self.classifier, "classify", clf.input_tokens, 0, False
+            r, self.classifier, "classify", clf.input_tokens, 0, False, text, None
         )
         if isinstance(res, str) or res.predicted_class is None:
             return self.default_route, True, "classifier_failed"
@@ -314,6 +357,8 @@ class ReferenceStack:
         max_retries: int,
         degraded: bool,
         walk: bool,
+        prompt: str = "",
+        tool: str | None = None,
     ) -> Generator[Effect, Outcome, ModelResult | str]:
         """Call the tier's models in order; with `walk`, fall back up the tiers too.
 
@@ -330,7 +375,9 @@ class ReferenceStack:
                 if not first:
                     r.fallbacks += 1
                 first = False
-                res = yield from self._model_call(r, name, purpose, context, max_retries, degraded)
+                res = yield from self._model_call(
+                    r, name, purpose, context, max_retries, degraded, prompt, tool
+                )
                 if not isinstance(res, str):
                     return res
                 failure = res
@@ -346,14 +393,25 @@ class ReferenceStack:
         input_tokens: int,
         max_retries: int,
         degraded: bool,
+        prompt: str,
+        tool: str | None,
     ) -> Generator[Effect, Outcome, ModelResult | str]:
-        """One logical call: breaker, budget and deadline checks, retries with backoff."""
+        """One logical call: token budget, deadline and breaker checks, retries with backoff."""
         budget_tokens = self.request_tokens
+        reserve = self.step_tokens or 0
         breaker = self.breakers.get(name)
         attempt = 0
         while True:
-            if budget_tokens is not None and r.tokens + input_tokens > budget_tokens:
-                return "budget_exhausted"
+            # the guard reserves the call's max_tokens, so a granted call cannot overrun
+            if budget_tokens is not None and r.tokens + input_tokens + reserve > budget_tokens:
+                if self.enforce:
+                    yield Note("policy_check", "token_budget", name, True, True,
+                               "budget_overrun", "budget")  # fmt: skip
+                    return "budget_exhausted"
+                if not r.overrun:
+                    r.overrun = True
+                    yield Note("policy_check", "token_budget", name, True, False,
+                               "budget_overrun", "budget")  # fmt: skip
             remaining = r.deadline - r.now
             if remaining <= 0:
                 return "timeout"
@@ -367,6 +425,8 @@ class ReferenceStack:
                 self.model_timeout if self.model_timeout < remaining else remaining,
                 self.step_tokens,
                 degraded,
+                prompt,
+                tool,
             )
             assert isinstance(res, ModelResult)
             r.now = res.now
@@ -389,7 +449,12 @@ class ReferenceStack:
             r.now = tick.now
 
     def _tool_call(
-        self, r: _Request, tool: str, max_retries: int
+        self,
+        r: _Request,
+        tool: str,
+        max_retries: int,
+        args: Mapping[str, Any] | None,
+        tier: str,
     ) -> Generator[Effect, Outcome, ToolResult | None]:
         """A tool call with retries (tools have no breaker: their errors are the agent's)."""
         attempt = 0
@@ -397,7 +462,7 @@ class ReferenceStack:
             remaining = r.deadline - r.now
             if remaining <= 0:
                 return None
-            res = yield CallTool(tool, min(self.tool_timeout, remaining))
+            res = yield CallTool(tool, min(self.tool_timeout, remaining), args, tier)
             assert isinstance(res, ToolResult)
             r.now = res.now
             if res.status == OK:
@@ -421,8 +486,9 @@ class ReferenceStack:
             delay = retry_after
         return delay
 
-    def _fail(self, outcome: str, route: str, r: _Request) -> Final:
+    def _fail(self, outcome: str, route: str, r: _Request, prompt: str) -> Final:
         if outcome in ("error", "timeout") and self.cfg.handoff:
             return Final("handoff", route, "human", tuple(r.tiers), r.escalated, r.retries,
-                         r.fallbacks, True)  # fmt: skip
-        return Final(outcome, route, "", tuple(r.tiers), r.escalated, r.retries, r.fallbacks)
+                         r.fallbacks, True, prompt=prompt)  # fmt: skip
+        return Final(outcome, route, "", tuple(r.tiers), r.escalated, r.retries, r.fallbacks,
+                     prompt=prompt)  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -63,12 +62,14 @@ def run_dir(
 
 
 @pytest.fixture
-def typo_suite(support_suite: Path, tmp_path: Path) -> tuple[Path, int]:
+def typo_suite(
+    support_suite: Path, tmp_path: Path, copy_suite: Callable[[str, Path], Path]
+) -> tuple[Path, int]:
     """support.yaml with `stack: {retries_budget: ...}`; returns (path, line of the typo)."""
     lines = support_suite.read_text(encoding="utf-8").splitlines()
     at = lines.index("stack:") + 1
     lines.insert(at, "  retries_budget: {ratio: 0.1}")
-    path = tmp_path / "typo.yaml"
+    path = copy_suite("support.yaml", tmp_path).with_name("typo.yaml")
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path, at + 1
 
@@ -191,7 +192,12 @@ def test_manifest(run_dir: tuple[Path, subprocess.CompletedProcess[str]]) -> Non
     assert params["traffic.rate_per_s"]["source"] == "suite"
     assert params["stack.retry.base_ms"] == {"value": 200.0, "source": "default"}
     assert params["stack.timeouts.model_call_ms"] == {"value": 12000.0, "source": "suite"}
-    assert {p["source"] for p in params.values()} == {"default", "suite", "--set"}
+    assert {p["source"] for p in params.values()} == {"default", "suite", "--set", "policy"}
+    assert params["policies.enforce"] == {"value": True, "source": "policy"}
+    assert params["policies.file"]["source"] == "suite"
+    policy = manifest["policy"]
+    assert (policy["name"], policy["version"]) == ("default", "1.0.0")
+    assert re.fullmatch(r"[0-9a-f]{64}", policy["hash"])
 
 
 def test_parquet_files_carry_the_schema_version(
@@ -212,9 +218,13 @@ def test_run_directory_permissions_follow_the_umask(
     assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
-def test_default_output_directory(evalx: RunEvalx, support_suite: Path, tmp_path: Path) -> None:
-    shutil.copy(support_suite, tmp_path / "suite.yaml")
-    proc = evalx("run", "suite.yaml", "--set", "traffic.requests=200", "--quiet", cwd=tmp_path)
+def test_default_output_directory(
+    evalx: RunEvalx, tmp_path: Path, copy_suite: Callable[[str, Path], Path]
+) -> None:
+    copy_suite("support.yaml", tmp_path)
+    proc = evalx(
+        "run", "scenarios/support.yaml", "--set", "traffic.requests=200", "--quiet", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     printed = proc.stdout.strip()
     assert re.fullmatch(r"runs/support/\d{8}T\d{6}Z-[0-9a-f]{8}", printed), printed
@@ -242,7 +252,8 @@ def test_validate_good_suite(evalx: RunEvalx, support_suite: Path) -> None:
     proc = evalx("validate", support_suite)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == (
-        f"{support_suite}: ok (support: 8000 requests, 3 models, 3 tools, 3 faults)"
+        f"{support_suite}: ok (support: 8000 requests, 3 models, 3 tools, 3 faults; "
+        "policy default 1.0.0)"
     )
     assert proc.stderr == ""
 

@@ -41,7 +41,6 @@ def make_suite(**over: Any) -> Suite:
             "routes": {"routine": {"tier": "fast", "max_retries": 1}},
             "class_routes": {"routine": "routine"},
             "escalation": {"confidence_threshold": 0.0, "high_impact_route": None},
-            "guardrails": {"high_impact_tiers": ["premium"]},
             "retry_budget": None,
             "breaker": {"enabled": False},
         },
@@ -187,11 +186,12 @@ def test_prohibited_action_is_blocked_before_any_model_call() -> None:
 def test_guardrails_off_let_the_violation_through_and_count_it() -> None:
     suite = make_suite(
         traffic__edge_cases={"prohibited_action": 1.0, "pii": 1.0},
-        stack__guardrails={"enforce": False, "high_impact_tiers": ["premium"]},
+        policies={"enforce": False},
     )
     row = simulate(suite).requests.to_pylist()[0]
     assert row["outcome"] == "success"
     assert (row["violations"], row["violation_kinds"]) == (2, "pii_leak,prohibited_action_executed")
+    assert row["prevented"] == 0
 
 
 def test_same_seed_same_trace_other_seed_other_trace() -> None:

@@ -58,8 +58,8 @@ def mmc_suite(requests: int, *, c: int = C, rate: float = LAMBDA, seed: int = 0)
             "breaker": {"enabled": False},
             "timeouts": {"model_call_ms": 1e12, "tool_call_ms": 1e12, "request_deadline_ms": 1e12},
             "budgets": {"request_tokens": None, "step_output_tokens": None},
-            "guardrails": {"high_impact_tiers": ["fast"]},
         },
+        "policies": {"actions": {"high_impact_tiers": ["fast"]}},
     }
     return Suite.model_validate(data)
 

@@ -64,6 +64,7 @@ def requests_frame() -> pd.DataFrame:
     """Five hand-made requests on two routes, rows deliberately not grouped by route."""
     return pd.DataFrame(
         {
+            "request_id": [0, 1, 2, 3, 4],
             "route": ["routine", "escalation", "routine", "routine", "escalation"],
             "outcome": ["success", "handoff", "wrong", "timeout", "blocked"],
             "success": [True, False, False, False, True],
@@ -76,7 +77,7 @@ def requests_frame() -> pd.DataFrame:
             "fallbacks": [0, 1, 0, 2, 0],
             "handoff": [False, True, False, False, False],
             "violations": [0, 0, 1, 0, 0],
-            "guardrail_catches": [0, 1, 0, 0, 2],
+            "prevented": [0, 1, 0, 0, 2],
         }
     )
 
@@ -105,8 +106,24 @@ def test_summary_exact_rates() -> None:
     assert every["fallback_rate"] == pytest.approx(2 / 5)
     assert routine["retries_per_request"] == pytest.approx(4 / 3)
     assert every["retries_per_request"] == pytest.approx(6 / 5)
-    assert every["violations"] == 1 and every["guardrail_catches"] == 3
-    assert escalation["guardrail_catches"] == 3 and routine["violations"] == 1
+    assert every["violations"] == 1 and every["prevented"] == 3
+    assert escalation["prevented"] == 3 and routine["violations"] == 1
+
+
+def test_summary_counts_violations_and_prevented_by_kind_and_route() -> None:
+    marks = pd.DataFrame(
+        {
+            "request_id": [2, 1, 4, 4],
+            "violation": ["pii_leak", "", "", ""],
+            "prevented": ["", "injection_followed", "pii_leak", "injection_followed"],
+        }
+    )
+    rows = summarize(requests_frame(), marks).set_index("route")
+    assert rows.loc["routine", "violations_pii_leak"] == 1
+    assert rows.loc["escalation", "violations_pii_leak"] == 0
+    assert rows.loc["escalation", "prevented_injection_followed"] == 2
+    assert rows.loc[ALL, "prevented_pii_leak"] == 1
+    assert rows.loc[ALL, "violations_budget_overrun"] == 0
 
 
 def test_summary_costs_and_tokens() -> None:

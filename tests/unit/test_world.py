@@ -187,7 +187,7 @@ ONE_TIER: dict[str, Any] = {
     "stack.class_routes": {"routine": "only", "moderate": "only", "hard": "only"},
     "stack.escalation.confidence_threshold": 0.0,
     "stack.escalation.high_impact_route": None,
-    "stack.guardrails.high_impact_tiers": ["fast"],
+    "policies.actions.high_impact_tiers": ["fast"],
     "stack.timeouts": {"model_call_ms": 1e9, "tool_call_ms": 1e9, "request_deadline_ms": 1e10},
     "traffic.mix": {
         "routine": {"weight": 0.5},
@@ -279,7 +279,7 @@ def test_same_seed_same_tape_other_seed_differs() -> None:
         {"stack.classifier.min_confidence": 0.1},
         {"stack.retry_budget": None, "stack.retry.base_ms": 50},
         {"stack.timeouts.model_call_ms": 100},
-        {"stack.guardrails.enforce": False},
+        {"policies.enforce": False},
         {"faults": [{"kind": "outage", "target": "mid", "start_s": 10, "duration_s": 5}]},
     ],
     ids=lambda c: ",".join(c),
