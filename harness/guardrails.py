@@ -561,7 +561,7 @@ def looks_injected(text: str) -> bool:
     ("i g n o r e", "1gn0re"), paraphrases, other languages.
     """
     if not text.isascii():
-        if _HIDDEN_CHARS.search(text):
+        if _HIDDEN_CHARS.search(text.removeprefix("\ufeff")):  # a leading BOM is harmless
             return True
         text = unicodedata.normalize("NFKC", text)
     lower = text.lower()

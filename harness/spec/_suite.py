@@ -41,6 +41,8 @@ class LoadedSuite:
     """What the policy file itself says (empty without a file)."""
     suite_policy: dict[str, Any] = field(default_factory=dict)
     """Policy keys the suite (or --set) writes inline."""
+    policy_flag: bool = False
+    """The policy file came from `--policy`."""
 
     @property
     def suite_hash(self) -> str:
@@ -75,6 +77,8 @@ class LoadedSuite:
             in_file = _dig(self.policy_data, key.split(".")[1:]) is not None
             if entry["source"] == "default" and key.startswith("policies.") and in_file:
                 entry["source"] = "policy"
+        if self.policy_flag:
+            out["policies.file"]["source"] = "--policy"
         return out
 
 
@@ -164,9 +168,7 @@ def load_suite(
         merged = _merge(policy_data, inline)
         merged["file"] = str(policy_file)
         data = {**data, "policies": merged}
-        if policy is not None:
-            inline["file"] = "--policy"
-        elif isinstance(ref, str):
+        if isinstance(ref, str) and policy is None:
             inline["file"] = ref
     suite = validate(data, Suite, file=str(p), lines=lines, overridden=overridden)
     problems = [
@@ -182,6 +184,7 @@ def load_suite(
         overrides=overridden,
         policy_data=policy_data,
         suite_policy=inline,
+        policy_flag=policy is not None,
     )
 
 

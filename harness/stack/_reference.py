@@ -39,6 +39,9 @@ from harness.stack._effects import (
 )
 
 
+_UNSEEN = object()
+
+
 class RetryBudget:
     """Retries allowed in a sliding window: max(min_per_s * window, ratio * requests)."""
 
@@ -129,6 +132,7 @@ class ReferenceStack:
             {name: t.args_schema for name, t in suite.tools.items() if t.args_schema is not None}
         )
         self.known_tools = frozenset(suite.tools)
+        self._checked: dict[tuple[str, tuple[tuple[str, Any], ...]], object] = {}
         self.prohibited = frozenset(pol.actions.prohibited)
         self.high_impact = frozenset(pol.actions.high_impact)
         self.high_impact_tiers = frozenset(pol.actions.high_impact_tiers)
@@ -270,7 +274,15 @@ class ReferenceStack:
             return None if tools.allow_unknown else f"unknown tool {tool!r}"
         if not tools.validate_args:
             return None
-        return self.validator.check(tool, args or {})
+        args = args or {}
+        try:
+            key = (tool, tuple(sorted(args.items())))
+            cached = self._checked.get(key, _UNSEEN)
+        except TypeError:  # unhashable values: validate every time
+            return self.validator.check(tool, args)
+        if cached is _UNSEEN:
+            cached = self._checked[key] = self.validator.check(tool, args)
+        return cached  # type: ignore[return-value]
 
     def _action(
         self,
