@@ -11,6 +11,7 @@ from typing import Any
 from harness.spec import Suite
 from harness.stack import (
     CallModel,
+    CallTool,
     Final,
     ModelResult,
     Note,
@@ -18,6 +19,7 @@ from harness.stack import (
     RequestInfo,
     RetryBudget,
     Tick,
+    ToolResult,
     Wait,
 )
 
@@ -125,3 +127,156 @@ def test_the_stack_reads_no_clock_and_no_generator() -> None:
     source = Path(ref.__file__).read_text(encoding="utf-8")
     for forbidden in ("import time", "import random", "numpy", "datetime", "harness.engine"):
         assert forbidden not in source
+
+
+# --------------------------------------------------------------------------- guardrails
+
+
+def governed(**policies: Any) -> Suite:
+    """One tier per level, a schema'd lookup tool, and a policy (default unless overridden)."""
+    return Suite.model_validate(
+        {
+            "name": "gov",
+            "traffic": {"mix": {"routine": {"weight": 1, "tool_steps": 1, "tools": ["lookup"]}}},
+            "models": {
+                "s": {"tier": "fast", "quality": {}},
+                "m": {"tier": "balanced", "quality": {}},
+                "l": {"tier": "premium", "quality": {}},
+            },
+            "tools": {
+                "lookup": {
+                    "args_schema": {
+                        "type": "object",
+                        "required": ["id"],
+                        "properties": {"id": {"type": "string"}},
+                        "additionalProperties": False,
+                    },
+                    "args_example": {"id": "C1"},
+                },
+                "refund": {},
+            },
+            "stack": {
+                "classifier": {"enabled": False},
+                "class_routes": {"routine": "routine"},
+                "retry_budget": None,
+                "escalation": {"confidence_threshold": 0.0, "high_impact_route": None},
+            },
+            "policies": policies,
+        }
+    )
+
+
+def step(now: float, args: dict[str, Any], action: str | None = None) -> ModelResult:
+    r = ok(now)
+    r.proposed_tool = "lookup"
+    r.tool_args = args
+    r.proposed_action = action
+    return r
+
+
+def tool_ok(now: float) -> ToolResult:
+    return ToolResult("ok", now, 0.1)
+
+
+def answer(now: float, text: str = "done") -> ModelResult:
+    r = ok(now)
+    r.text = text
+    return r
+
+
+def checks(effects: list[Any]) -> list[tuple[str, str, bool, bool]]:
+    return [
+        (e.name, e.stage, e.caught, e.acted)
+        for e in effects
+        if isinstance(e, Note) and e.kind == "policy_check"
+    ]
+
+
+def gov_request(
+    text: str = "where is my order?", actions: tuple[str, ...] = ("lookup",)
+) -> RequestInfo:
+    return request(tool_steps=1, tools=("lookup",), text=text, actions=actions)
+
+
+def test_personal_data_is_redacted_before_any_model_sees_it() -> None:
+    stack = ReferenceStack(governed())
+    effects, final = drive(
+        stack.handle(gov_request("mail me at jane.doe@example.com please")),
+        [step(0.1, {"id": "C1"}), tool_ok(0.2), answer(0.5)],
+    )
+    prompts = {e.prompt for e in effects if isinstance(e, CallModel)}
+    assert prompts == {"mail me at [EMAIL] please"}
+    assert checks(effects)[0] == ("pii_redaction", "input", True, True)
+    assert final.prompt == "mail me at [EMAIL] please"
+
+
+def test_leaked_personal_data_is_redacted_from_the_answer() -> None:
+    stack = ReferenceStack(governed())
+    _, final = drive(
+        stack.handle(gov_request()),
+        [step(0.1, {"id": "C1"}), tool_ok(0.2), answer(0.5, "call +1 (555) 010-4477 today")],
+    )
+    assert final.answer == "call [PHONE] today"
+
+
+def test_invalid_arguments_are_repaired_once_then_the_call_is_refused() -> None:
+    stack = ReferenceStack(governed())
+    bad = {"id": 7}
+    effects, final = drive(stack.handle(gov_request()), [step(0.1, bad), step(0.2, bad)])
+    assert [e.purpose for e in effects if isinstance(e, CallModel)] == ["step", "repair"]
+    assert not any(isinstance(e, CallTool) for e in effects)  # never executed
+    assert checks(effects) == [("tool_args", "tool_args", True, True)] * 2
+    assert final.outcome == "handoff"
+
+
+def test_a_repaired_call_goes_through() -> None:
+    stack = ReferenceStack(governed())
+    effects, final = drive(
+        stack.handle(gov_request()),
+        [step(0.1, {"id": 7}), step(0.2, {"id": "C1"}), tool_ok(0.3), answer(0.6)],
+    )
+    calls = [e for e in effects if isinstance(e, CallTool)]
+    assert [(c.tool, c.args) for c in calls] == [("lookup", {"id": "C1"})]
+    assert final.outcome == "success"
+
+
+def test_injected_action_after_untrusted_content_is_contained() -> None:
+    stack = ReferenceStack(governed())
+    injected = answer(0.5)
+    injected.proposed_action = "refund"
+    effects, final = drive(
+        stack.handle(gov_request()), [step(0.1, {"id": "C1"}), tool_ok(0.2), injected]
+    )
+    assert [e.tool for e in effects if isinstance(e, CallTool)] == ["lookup"]
+    assert ("injection_containment", "action", True, True) in checks(effects)
+    assert final.outcome == "success"
+
+
+def test_with_enforcement_off_the_guardrails_observe_and_the_action_runs() -> None:
+    stack = ReferenceStack(governed(enforce=False))
+    injected = answer(0.5)
+    injected.proposed_action = "refund"
+    effects, _ = drive(
+        stack.handle(gov_request()),
+        [step(0.1, {"id": "C1"}), tool_ok(0.2), injected, tool_ok(0.7)],
+    )
+    assert [e.tool for e in effects if isinstance(e, CallTool)] == ["lookup", "refund"]
+    assert ("injection_containment", "action", True, False) in checks(effects)
+
+
+def test_high_impact_action_from_an_untrusted_tier_waits_for_a_human() -> None:
+    stack = ReferenceStack(governed())
+    effects, final = drive(
+        stack.handle(gov_request(actions=("lookup", "refund"))),
+        [step(0.1, {"id": "C1"}), tool_ok(0.2), answer(0.5)],
+    )
+    assert ("high_impact_approval", "action", True, True) in checks(effects)
+    assert (final.outcome, final.served_by) == ("handoff", "human")
+    assert "refund" not in [e.tool for e in effects if isinstance(e, CallTool)]
+
+
+def test_prohibited_request_is_blocked_at_the_door() -> None:
+    stack = ReferenceStack(governed())
+    effects, final = drive(stack.handle(gov_request(actions=("delete_account",))), [])
+    assert checks(effects) == [("prohibited_action", "input", True, True)]
+    assert (final.outcome, final.route) == ("blocked", "guardrail")
