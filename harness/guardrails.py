@@ -43,6 +43,7 @@ Injection containment is decided by provenance (`contained`), never by how a tex
 
 from __future__ import annotations
 
+import bisect
 import re
 import string
 import unicodedata
@@ -70,7 +71,7 @@ __all__ = [
 ]
 
 PII_KINDS: Final = ("email", "phone", "card", "iban")
-"""The built-in detectors, in the order that breaks ties between equally long findings."""
+"""The built-in detectors, the default `kinds` of a `PiiDetector`."""
 
 IBAN_LENGTHS: Final[Mapping[str, int]] = MappingProxyType(
     {
@@ -247,7 +248,8 @@ class PiiDetector:
     """Finds and redacts personal data; see the module docstring for the exact rules.
 
     `kinds` selects the built-in detectors; `custom` adds detectors by name (a letter,
-    then letters, digits, `_` or `-`) and Python regex. A number is classified the same
+    then letters, digits, `_` or `-`) and Python regex, compiled as given (use inline
+    flags such as `(?i)`); empty matches are ignored. A number is classified the same
     way whatever the kinds selected: turning "card" off never makes a card a phone.
     """
 
@@ -311,14 +313,17 @@ class PiiDetector:
     def _spans(self, text: str) -> list[_Span]:
         """The findings to report, sorted by start."""
         found = self._candidates(text)
-        if len(found) > 1:
-            found.sort(key=lambda c: (c[0] - c[1], c[0], c[2]))
-            kept: list[_Span] = []
-            for c in found:
-                if all(c[1] <= k[0] or k[1] <= c[0] for k in kept):
-                    kept.append(c)
-            found = sorted(kept)
-        return found
+        if len(found) < 2:
+            return found
+        found.sort(key=lambda c: (c[0] - c[1], c[0], c[2]))  # longest, earliest, by kind
+        kept: list[_Span] = []  # disjoint, sorted by start
+        starts: list[int] = []
+        for c in found:
+            i = bisect.bisect_right(starts, c[0])
+            if (i == 0 or kept[i - 1][1] <= c[0]) and (i == len(kept) or c[1] <= starts[i]):
+                kept.insert(i, c)
+                starts.insert(i, c[0])
+        return kept
 
     def _candidates(self, text: str) -> list[_Span]:
         """Every detector's matches, overlapping ones included."""

@@ -38,7 +38,6 @@ from harness.stack._effects import (
     Wait,
 )
 
-
 _UNSEEN = object()
 
 
