@@ -436,12 +436,12 @@ class Engine:
                     actions += asks_prohibited
                 if high_impact[i]:
                     actions += asks_high
+                text, planted = content.message(i)
                 info = RequestInfo(
-                    i, t, names[c], in_tok[i], steps[i], tools, partial(jitter, i),
-                    content.prompt(i), actions,
+                    i, t, names[c], in_tok[i], steps[i], tools, partial(jitter, i), text, actions
                 )  # fmt: skip
                 proc = _Proc(i, handle(info), c, ntargets, actions)
-                proc.input_pii = content.input_pii(i)
+                proc.input_pii = planted
                 finished = advance(proc, None)
                 i += 1
             elif heap:
