@@ -78,9 +78,11 @@ def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> 
     """Check a suite; print every problem as file:line: key: problem; hint."""
     from harness.errors import SpecError
     from harness.spec import load_suite
+    from harness.thresholds import compile_thresholds
 
     try:
         loaded = load_suite(suite, set_ or [], policy)
+        compile_thresholds(loaded)
     except SpecError as err:
         for problem in err.problems:
             typer.echo(f"error: {problem}", err=True)
@@ -116,24 +118,33 @@ def run(
     """Simulate a suite in virtual time and write requests, spans and summary as Parquet."""
     from rich.console import Console
 
-    from harness.report import route_table, violations_table
+    from harness.report import route_table, thresholds_block, violations_table
     from harness.run import run_id, write
     from harness.spec import load_suite
     from harness.storage import check_out
+    from harness.thresholds import as_records, compile_thresholds, evaluate
 
     overrides = [*(set_ or []), *([f"seed={seed}"] if seed is not None else [])]
     console = Console(stderr=True)
     try:
         loaded = load_suite(suite, overrides, policy)
+        objectives = compile_thresholds(loaded)
         rid = run_id(loaded)
         target = out if out is not None else Path("runs") / loaded.suite.name / rid
         check_out(target)
         result = _simulate(loaded.suite, console, quiet)
-        write(target, loaded, result, rid, ["evalx", *sys.argv[1:]])
+        outcomes = evaluate(objectives, result.requests)
+        write(target, loaded, result, rid, ["evalx", *sys.argv[1:]], as_records(outcomes))
     except EvalxError as err:
         raise _fail(err) from None
+    failed = any(not o.passed for o in outcomes)
     if quiet:
         typer.echo(str(target))
+        if failed:
+            typer.echo("thresholds failed: " + ", ".join(
+                f"{o.threshold.key} {o.threshold.expression}" for o in outcomes if not o.passed
+            ), err=True)  # fmt: skip
+            raise typer.Exit(EXIT_FAILED)
         return
     s = loaded.suite
     out_console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -150,7 +161,11 @@ def run(
     governance = violations_table(summary)
     if governance is not None:
         out_console.print(governance)
+    if outcomes:
+        out_console.print(thresholds_block(outcomes), highlight=False)
     out_console.print(f"run directory: {target}")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _simulate(suite: Suite, console: Console, quiet: bool) -> RunResult:

@@ -13,6 +13,8 @@ from rich.table import Table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.thresholds import Outcome
+
 
 def _ms(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:,.0f}"
@@ -89,3 +91,18 @@ def violations_table(summary: pd.DataFrame) -> Table | None:
         cells = [f"{int(row[f'violations_{k}'])} / {int(row[f'prevented_{k}'])}" for k in kinds]
         table.add_row(str(row["route"]), *cells, style="bold" if row["route"] == "all" else None)
     return table
+
+
+def thresholds_block(outcomes: list[Outcome]) -> str:
+    """k6's THRESHOLDS block: per metric, a mark, the expression and the observed value."""
+    lines = ["[bold]THRESHOLDS[/bold]"]
+    key = None
+    for o in outcomes:
+        t = o.threshold
+        if t.key != key:
+            key = t.key
+            lines.append(f"  {key}")
+        mark = "[green]✓[/green]" if o.passed else "[red]✗[/red]"
+        seen = "no matching requests" if o.matched == 0 else f"{t.label()}={o.value:,.6g}"
+        lines.append(f"  {mark} '{t.expression}' {seen}")
+    return "\n".join(lines)

@@ -84,7 +84,13 @@ def versions() -> dict[str, str]:
     return out
 
 
-def manifest(loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]) -> dict[str, Any]:
+def manifest(
+    loaded: LoadedSuite,
+    result: RunResult,
+    rid: str,
+    argv: list[str],
+    thresholds: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """What a run was, where its parameters came from, and what produced it."""
     suite = loaded.suite
     return {
@@ -105,14 +111,22 @@ def manifest(loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]) 
         "host": platform.node(),
         "policy": loaded.policy(),
         "parameters": loaded.parameters(),
+        "thresholds": thresholds or [],
         "files": [REQUESTS, SPANS, SUMMARY, MANIFEST],
     }
 
 
-def write(out: Path, loaded: LoadedSuite, result: RunResult, rid: str, argv: list[str]) -> Path:
+def write(
+    out: Path,
+    loaded: LoadedSuite,
+    result: RunResult,
+    rid: str,
+    argv: list[str],
+    thresholds: list[dict[str, Any]] | None = None,
+) -> Path:
     """Write the run directory atomically."""
     return write_run(
         out,
         {REQUESTS: result.requests, SPANS: result.spans, SUMMARY: result.summary},
-        manifest(loaded, result, rid, argv),
+        manifest(loaded, result, rid, argv, thresholds),
     )

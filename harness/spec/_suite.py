@@ -43,6 +43,8 @@ class LoadedSuite:
     """Policy keys the suite (or --set) writes inline."""
     policy_flag: bool = False
     """The policy file came from `--policy`."""
+    lines: LineMap = field(default_factory=dict)
+    """Line of every key in the suite file, for problems found after loading."""
 
     @property
     def suite_hash(self) -> str:
@@ -185,6 +187,7 @@ def load_suite(
         policy_data=policy_data,
         suite_policy=inline,
         policy_flag=policy is not None,
+        lines=lines,
     )
 
 
