@@ -168,6 +168,77 @@ def run(
         raise typer.Exit(EXIT_FAILED)
 
 
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="Baseline run directory.", show_default=False)],
+    candidate: Annotated[Path, typer.Argument(help="Candidate run directory.", show_default=False)],
+    gates: Annotated[
+        Path | None,
+        typer.Option(help="Gates file: tolerances per metric, alpha, ...", show_default=False),
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="Write a JUnit XML report here.", show_default=False)
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option(help="Write a Markdown report here.", show_default=False)
+    ] = None,
+    json_: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write a JSON report here.", show_default=False),
+    ] = None,
+    unpaired: Annotated[
+        bool,
+        typer.Option(help="Compare runs of different suites or seeds as independent samples."),
+    ] = False,
+) -> None:
+    """Compare two runs per route and metric; exit 1 on a regression or a failed gate.
+
+    Runs of the same suite and seed are paired request by request (McNemar, paired
+    bootstrap); a regression must exceed its tolerance and be significant after Holm.
+    The Markdown report is also appended to $GITHUB_STEP_SUMMARY when that is set.
+    """
+    import json
+    import os
+
+    from rich.console import Console
+
+    from harness.compare import Gates, compare_runs, load_gates
+    from harness.report import compare_json, compare_junit, compare_markdown, compare_table
+
+    try:
+        rules = load_gates(gates) if gates is not None else Gates()
+        result = compare_runs(baseline, candidate, rules, unpaired=unpaired)
+    except EvalxError as err:
+        raise _fail(err) from None
+    manifest = json.loads((candidate / "manifest.json").read_text(encoding="utf-8"))
+    thresholds = manifest.get("thresholds", [])
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    console.print(compare_table(result))
+    for g in result.absolute:
+        mark = "[green]✓[/green]" if g.passed else "[red]✗[/red]"
+        console.print(f"{mark} {g.name}: {g.message}", highlight=False)
+    failed_thresholds = [t for t in thresholds if not t["passed"]]
+    for t in failed_thresholds:
+        console.print(f"[red]✗[/red] threshold {t['key']} {t['expression']}", highlight=False)
+    failed = result.failed or bool(failed_thresholds)
+    md = compare_markdown(result, thresholds)
+    reports = {junit: compare_junit(result, thresholds), markdown: md,
+               json_: compare_json(result, thresholds)}  # fmt: skip
+    for path, text in reports.items():
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as fh:
+            fh.write(md)
+    console.print("[red]FAIL[/red]" if failed else "[green]PASS[/green]")
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
 def _simulate(suite: Suite, console: Console, quiet: bool) -> RunResult:
     """Run with a progress bar when the run is long enough to want one."""
     from rich.progress import (

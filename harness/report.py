@@ -6,13 +6,14 @@ Only this module and `cli` import rich.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from harness.compare import Comparison, Result
     from harness.thresholds import Outcome
 
 
@@ -106,3 +107,186 @@ def thresholds_block(outcomes: list[Outcome]) -> str:
         seen = "no matching requests" if o.matched == 0 else f"{t.label()}={o.value:,.6g}"
         lines.append(f"  {mark} '{t.expression}' {seen}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _value(metric: str, v: float) -> str:
+    """A metric's value in its natural unit."""
+    if math.isnan(v):
+        return "-"
+    if metric.endswith("_rate"):
+        return f"{100 * v:.2f}%"
+    if metric.endswith("_ms"):
+        return f"{v:,.0f} ms"
+    if metric.endswith("_usd"):
+        return f"${v:.5f}"
+    return f"{v:,.1f}"
+
+
+def _delta(metric: str, r: Result) -> str:
+    """A delta in points for rates, else in units and percent."""
+    if math.isnan(r.delta):
+        return "-"
+    if metric.endswith("_rate"):
+        return f"{100 * r.delta:+.2f}pp"
+    rel = "" if math.isnan(r.relative_delta) else f" ({100 * r.relative_delta:+.1f}%)"
+    return _signed(metric, r.delta) + rel
+
+
+def _signed(metric: str, v: float) -> str:
+    return ("+" if v >= 0 else "-") + _value(metric, abs(v))
+
+
+def _ci(metric: str, r: Result) -> str:
+    if math.isnan(r.ci_low):
+        return "-"
+    if metric.endswith("_rate"):
+        return f"[{100 * r.ci_low:+.2f}, {100 * r.ci_high:+.2f}]pp"
+    return f"[{_signed(metric, r.ci_low)}, {_signed(metric, r.ci_high)}]"
+
+
+def _p(p: float) -> str:
+    return "-" if math.isnan(p) else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
+
+
+_MARKS = {"regression": "❌", "improvement": "✅", "no change": "·", "insufficient data": "?"}
+
+
+def _header(c: Comparison) -> str:
+    how = "paired by request id (same suite and seed)" if c.paired else "unpaired samples"
+    return (
+        f"baseline `{c.baseline}` vs candidate `{c.candidate}`: {how}; "
+        f"alpha {c.gates.alpha} with Holm correction across {len(c.results)} tests"
+    )
+
+
+def compare_table(c: Comparison) -> Table:
+    """The comparison as a rich table, regressions first."""
+    table = Table(title="Compare: " + _header(c).replace("`", ""), title_justify="left",
+                  header_style="bold")  # fmt: skip
+    for name in ("route", "metric", "baseline", "candidate", "delta", "CI", "p (Holm)",
+                 "tolerance", "verdict"):  # fmt: skip
+        table.add_column(
+            name, justify="left" if name in ("route", "metric", "verdict") else "right"
+        )
+    order = {"regression": 0, "improvement": 1, "insufficient data": 2, "no change": 3}
+    for r in sorted(c.results, key=lambda r: order[r.verdict]):
+        style = {"regression": "red", "improvement": "green"}.get(r.verdict)
+        table.add_row(
+            r.route, r.metric, _value(r.metric, r.baseline), _value(r.metric, r.candidate),
+            _delta(r.metric, r), _ci(r.metric, r), _p(r.p_adjusted), r.tolerance,
+            f"{_MARKS[r.verdict]} {r.verdict}", style=style,
+        )  # fmt: skip
+    return table
+
+
+def compare_markdown(c: Comparison, thresholds: list[dict[str, Any]] | None = None) -> str:
+    """The comparison as GitHub-flavoured Markdown (for $GITHUB_STEP_SUMMARY and PR comments)."""
+    verdict = "❌ **fail**" if c.failed else "✅ **pass**"
+    lines = [f"## evalx compare: {verdict}", "", _header(c) + ".", ""]
+    lines += [f"> ⚠️ {w}" for w in c.warnings] + ([""] if c.warnings else [])
+    regressions = c.regressions
+    if regressions:
+        lines.append(f"**{len(regressions)} regression(s):** " + ", ".join(
+            f"`{r.metric}` on `{r.route}` ({_delta(r.metric, r)})" for r in regressions
+        ))  # fmt: skip
+        lines.append("")
+    lines += [
+        "| route | metric | baseline | candidate | delta | CI | p (Holm) | tolerance | verdict |",
+        "|---|---|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in c.results:
+        lines.append(
+            f"| {r.route} | {r.metric} | {_value(r.metric, r.baseline)} | "
+            f"{_value(r.metric, r.candidate)} | {_delta(r.metric, r)} | {_ci(r.metric, r)} | "
+            f"{_p(r.p_adjusted)} | {r.tolerance} | {_MARKS[r.verdict]} {r.verdict} |"
+        )
+    if c.absolute:
+        lines += ["", "| absolute gate | baseline | candidate | limit | result |",
+                  "|---|--:|--:|--:|---|"]  # fmt: skip
+        for g in c.absolute:
+            mark = "✅ pass" if g.passed else f"❌ {g.message}"
+            lines.append(f"| {g.name} | {g.baseline:g} | {g.candidate:g} | {g.limit:g} | {mark} |")
+    if thresholds:
+        lines += ["", "| threshold (candidate) | value | result |", "|---|--:|---|"]
+        for t in thresholds:
+            value = "no data" if t["value"] is None else f"{t['value']:,.6g}"
+            mark = "✅" if t["passed"] else "❌"
+            lines.append(f"| `{t['key']}` `{t['expression']}` | {value} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare_junit(c: Comparison, thresholds: list[dict[str, Any]] | None = None) -> str:
+    """JUnit XML: one testcase per gate; a regression is a failure, unusable data an error."""
+    from xml.etree import ElementTree as ET
+
+    suite = ET.Element("testsuite", name="evalx compare")
+    failures = errors = skipped = 0
+    for r in c.results:
+        case = ET.SubElement(suite, "testcase", classname=f"evalx.{r.route}", name=r.metric)
+        detail = (
+            f"{r.metric} on {r.route}: baseline {_value(r.metric, r.baseline)}, candidate "
+            f"{_value(r.metric, r.candidate)}, delta {_delta(r.metric, r)}, CI {_ci(r.metric, r)}, "
+            f"p(Holm) {_p(r.p_adjusted)}, tolerance {r.tolerance}, test {r.test}"
+        )
+        if r.verdict == "regression":
+            failures += 1
+            ET.SubElement(case, "failure", message=f"regression: {detail}", type="regression")
+        elif r.verdict == "insufficient data":
+            if math.isnan(r.baseline) and math.isnan(r.candidate):
+                errors += 1
+                ET.SubElement(case, "error", message=f"no data: {detail}", type="bad-data")
+            else:
+                skipped += 1
+                ET.SubElement(case, "skipped", message=f"insufficient data: {detail}")
+        ET.SubElement(case, "system-out").text = detail
+    for g in c.absolute:
+        case = ET.SubElement(suite, "testcase", classname="evalx.absolute", name=g.name)
+        if not g.passed:
+            failures += 1
+            ET.SubElement(case, "failure", message=g.message, type="absolute-gate")
+    for t in thresholds or []:
+        name = f"{t['key']} {t['expression']}"
+        case = ET.SubElement(suite, "testcase", classname="evalx.thresholds", name=name)
+        if not t["passed"]:
+            failures += 1
+            seen = "no matching requests" if t["value"] is None else f"{t['value']:,.6g}"
+            ET.SubElement(case, "failure", message=f"threshold failed: {seen}", type="threshold")
+    suite.set("tests", str(len(suite)))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(skipped))
+    ET.indent(suite)
+    return (
+        '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+    )
+
+
+def compare_json(c: Comparison, thresholds: list[dict[str, Any]] | None = None) -> str:
+    """The comparison as JSON (NaN as null)."""
+    import json
+    from dataclasses import asdict
+
+    def clean(v: object) -> object:
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        return v
+
+    body = {
+        "passed": not c.failed and all(t["passed"] for t in thresholds or []),
+        "baseline": c.baseline,
+        "candidate": c.candidate,
+        "paired": c.paired,
+        "alpha": c.gates.alpha,
+        "warnings": list(c.warnings),
+        "results": [asdict(r) for r in c.results],
+        "absolute": [asdict(g) for g in c.absolute],
+        "thresholds": thresholds or [],
+    }
+    return json.dumps(clean(body), indent=2) + "\n"
