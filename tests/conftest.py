@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -45,10 +46,13 @@ def evalx_exe() -> Path:
 def evalx(evalx_exe: Path) -> RunEvalx:
     """Run `evalx *args` as a subprocess; returns the completed process (text, not checked)."""
 
-    def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(evalx_exe), *map(str, args)],
             cwd=cwd,
+            env={**os.environ, **env} if env else None,
             capture_output=True,
             text=True,
             timeout=120,
