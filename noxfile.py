@@ -34,6 +34,7 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def bench(session: nox.Session) -> None:
-    """Engine throughput vs a bare SimPy model, and peak memory at 1M requests."""
+    """Engine throughput, SimPy comparison, peak memory; compare's false alarms and power."""
     session.install("-e", ".[dev]")
     session.run("python", "bench/engine.py", *session.posargs)
+    session.run("python", "bench/compare.py")

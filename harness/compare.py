@@ -6,7 +6,7 @@ schema version; the same requests, when paired) and hands the requests tables to
 tests call it with tables simulated in memory).
 
 Pairing. Two runs of one suite name and seed see the same requests and the same world
-(common random numbers, DESIGN.md §3), so request i of the baseline and request i of the
+(common random numbers, DESIGN.md §1), so request i of the baseline and request i of the
 candidate differ only by the change under test. Paired tests then detect far smaller
 regressions than independent samples would: McNemar's exact test for rates, a paired
 bootstrap (one resample of request indices serves both runs) for means and percentiles.
@@ -163,7 +163,7 @@ class Tolerance:
         return self.text
 
 
-_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBER = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 _TOLERANCE = re.compile(rf"\s*(?P<sign>[+-]?)\s*(?P<number>{_NUMBER})\s*(?P<unit>%|pp)?\s*")
 _TOLERANCE_FORM = (
     "write a signed change: +10% (relative to the baseline), -1pp (percentage points, "
@@ -267,6 +267,10 @@ class Gates:
             raise CompareError(f"bootstrap must be at least 1, got {self.bootstrap}")
         if self.seed < 0:
             raise CompareError(f"seed must be a non-negative integer, got {self.seed}")
+        if self.max_new_violations is not None and self.max_new_violations < 0:
+            raise CompareError(
+                f"max_new_violations must be >= 0 or None, got {self.max_new_violations}"
+            )
         for name, tol in self.tolerances.items():
             if name not in _METRICS:
                 raise CompareError(f"unknown metric {name!r} in tolerances; {_metric_hint(name)}")
@@ -285,7 +289,7 @@ class _GatesFile(Strict):
     """Significance level of the whole comparison (Holm across all its tests)."""
     min_requests: int = Field(30, ge=1)
     """Requests a route needs in each run to be tested."""
-    bootstrap: int = Field(2000, ge=100)
+    bootstrap: int = Field(2000, ge=1)
     """Bootstrap resamples per test."""
     seed: int = Field(0, ge=0)
     """Seed of the bootstrap generators."""
@@ -440,51 +444,77 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 _CELLS = 4_000_000
-"""Resampled values held at once per bootstrap chunk (bounds memory at ~100-150 MB)."""
-
-
-def _statistic(x: np.ndarray, q: float | None) -> np.ndarray:
-    """The mean or q-th percentile of each row."""
-    return np.asarray(x.mean(axis=-1) if q is None else np.percentile(x, q, axis=-1))
+"""Resampled indices held at once per bootstrap chunk (bounds memory at ~100 MB)."""
 
 
 def _indices(rng: np.random.Generator, n: int, rows: int) -> np.ndarray:
-    return rng.integers(0, n, size=(rows, n), dtype=np.int64 if n > 2**31 - 1 else np.int32)
+    """A rows x n matrix of indices drawn with replacement from range(n)."""
+    return rng.integers(0, n, size=(rows, n), dtype=_index_type(n))
+
+
+def _index_type(n: int) -> type[np.signedinteger[Any]]:
+    return np.int32 if n < 2**31 else np.int64
 
 
 def _chunks(total: int, n: int) -> Iterable[tuple[int, int]]:
+    """(start, rows) pieces of `total` resamples of size n, within the `_CELLS` budget."""
     rows = max(1, _CELLS // max(n, 1))
     for start in range(0, total, rows):
         yield start, min(rows, total - start)
+
+
+def _ranks(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`x` sorted, and the rank of each element of `x` in that order (ties by position)."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x), dtype=_index_type(len(x)))
+    ranks[order] = np.arange(len(x))
+    return x[order], ranks
+
+
+def _percentile_of_ranks(ordered: np.ndarray, ranks: np.ndarray, q: float) -> np.ndarray:
+    """The q-th percentile (numpy's linear method) of each row of ranks into `ordered`.
+
+    A resample's order statistics are those of its ranks, so only two values per row are
+    looked up: the rows are partitioned in place (integers, no gathered copy of values).
+    """
+    n = ranks.shape[1]
+    position = (n - 1) * (q / 100.0)
+    lo = int(position)
+    hi = min(lo + 1, n - 1)
+    ranks.partition(sorted({lo, hi}), axis=1)
+    below, above = ordered[ranks[:, lo]], ordered[ranks[:, hi]]
+    return np.asarray(below + (position - lo) * (above - below), dtype=np.float64)
 
 
 _FEW_VALUES = 64
 """Means of vectors with at most this many distinct values are resampled by counts."""
 
 
-def _resampled_means(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray | None:
-    """Bootstrap means of `x` drawn as multinomial counts of its distinct values.
+def _resampled_means(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Means of `resamples` bootstrap resamples of `x`.
 
-    Exactly the distribution of the mean of n indices drawn with replacement, at O(k)
-    cost per resample for k distinct values instead of O(n): rates are 0/1, and paired
-    differences of rates are -1/0/+1. None when `x` has too many distinct values.
+    With few distinct values (rates are 0/1; paired differences of rates -1/0/+1) the
+    counts of each value are drawn from their multinomial: exactly the distribution of
+    the mean of n indices drawn with replacement, at O(distinct values) per resample.
     """
     values, counts = np.unique(x, return_counts=True)
-    if len(values) > _FEW_VALUES:
-        return None
-    draws = rng.multinomial(len(x), counts / len(x), size=resamples)
-    return np.asarray(draws @ values / len(x), dtype=np.float64)
-
-
-def _resampled(
-    x: np.ndarray, q: float | None, resamples: int, rng: np.random.Generator
-) -> np.ndarray:
-    """The statistic of `resamples` bootstrap resamples of `x`."""
-    if q is None and (means := _resampled_means(x, resamples, rng)) is not None:
-        return means
+    if len(values) <= _FEW_VALUES:
+        draws = rng.multinomial(len(x), counts / len(x), size=resamples)
+        return np.asarray(draws @ values / len(x), dtype=np.float64)
     out = np.empty(resamples)
     for start, rows in _chunks(resamples, len(x)):
-        out[start : start + rows] = _statistic(x[_indices(rng, len(x), rows)], q)
+        out[start : start + rows] = x[_indices(rng, len(x), rows)].mean(axis=1)
+    return out
+
+
+def _resampled_percentiles(
+    x: np.ndarray, q: float, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """q-th percentiles of `resamples` bootstrap resamples of `x`."""
+    ordered = np.sort(x)
+    out = np.empty(resamples)
+    for start, rows in _chunks(resamples, len(x)):
+        out[start : start + rows] = _percentile_of_ranks(ordered, _indices(rng, len(x), rows), q)
     return out
 
 
@@ -498,21 +528,28 @@ def _bootstrap(
 ) -> np.ndarray:
     """`resamples` bootstrap replicates of statistic(c) - statistic(b).
 
-    Paired: one index resample serves both runs (for means, the mean of the per-request
-    differences, which is exactly 0 when the runs agree). Unpaired: each run resampled
-    on its own, the baseline first.
+    Paired: one resample of request indices serves both runs (for means, the mean of the
+    per-request differences: exactly 0 when the runs agree). Unpaired: each run is
+    resampled on its own, the baseline first.
     """
     if not paired:
-        base = _resampled(b, q, resamples, rng)
-        deltas = _resampled(c, q, resamples, rng)
+        if q is None:
+            base = _resampled_means(b, resamples, rng)
+            deltas = _resampled_means(c, resamples, rng)
+        else:
+            base = _resampled_percentiles(b, q, resamples, rng)
+            deltas = _resampled_percentiles(c, q, resamples, rng)
         deltas -= base
         return deltas
     if q is None:
-        return _resampled(c - b, None, resamples, rng)
+        return _resampled_means(c - b, resamples, rng)
+    (b_ordered, b_ranks), (c_ordered, c_ranks) = _ranks(b), _ranks(c)
     out = np.empty(resamples)
     for start, rows in _chunks(resamples, len(b)):
         idx = _indices(rng, len(b), rows)
-        out[start : start + rows] = _statistic(c[idx], q) - _statistic(b[idx], q)
+        out[start : start + rows] = _percentile_of_ranks(
+            c_ordered, c_ranks[idx], q
+        ) - _percentile_of_ranks(b_ordered, b_ranks[idx], q)
     return out
 
 
@@ -626,9 +663,9 @@ def _run_test(
     lo, hi = np.percentile(deltas, [50 * gates.alpha, 100 - 50 * gates.alpha])
     t.ci_low, t.ci_high = float(lo), float(hi)
     if t.test == "mcnemar-exact":
-        worse_b = int(np.count_nonzero((b > 0) & (c <= 0)))
-        worse_c = int(np.count_nonzero((b <= 0) & (c > 0)))
-        t.p_value = mcnemar_exact(worse_b, worse_c)
+        lost = int(np.count_nonzero((b > 0) & (c <= 0)))  # discordant pairs, both ways
+        gained = int(np.count_nonzero((b <= 0) & (c > 0)))
+        t.p_value = mcnemar_exact(lost, gained)
     elif t.test == "fisher-exact":
         from scipy.stats import fisher_exact
 
@@ -697,9 +734,12 @@ def compare_tables(
             b, c = base.values(metric.source)[bi], cand.values(metric.source)[ci]
             _run_test(t, b, c, metric, paired, gates)
             tests.append(t)
-    with_data = [t for t in tests if t.sufficient]
-    adjusted = dict(zip(map(id, with_data), holm([t.p_value for t in with_data]), strict=True))
-    results = tuple(_result(t, adjusted.get(id(t), math.nan), gates.alpha) for t in tests)
+    tested = [i for i, t in enumerate(tests) if t.sufficient]
+    adjusted = [math.nan] * len(tests)
+    for i, p in zip(tested, holm([tests[i].p_value for i in tested]), strict=True):
+        adjusted[i] = p
+    results = tuple(_result(t, p, gates.alpha) for t, p in zip(tests, adjusted, strict=True))
+    with_data = [tests[i] for i in tested]
     notes = [*warnings, *_resolution_warning(with_data, gates)]
     return Comparison(
         baseline=baseline_name,
