@@ -298,8 +298,14 @@ class Engine:
         stack: RoutingStack,
         progress: Callable[[int], None] | None = None,
         content: Content | None = None,
+        probe: bool = False,
     ) -> None:
         self.suite = suite
+        self.attempts: list[tuple[int, float, float, int, int, float, bool, int]] | None = (
+            [] if probe else None
+        )
+        """With `probe`: every good answer as (request, time, cumulative cost, input tokens,
+        output tokens, confidence, correct, model index), for tape-based screening."""
         self.content = content if content is not None else Content(suite, requests)
         self.req = requests
         self.tape = tape
@@ -563,6 +569,8 @@ class Engine:
         else:
             lat, err_u, fault_u, args_u = tape.model_call(self.suite, rid, m, k)
         res = ModelResult(OK, now, 0.0)
+        res.purpose = eff.purpose
+        res.model = eff.model
         fault = ""
         fast = hang = False
         windows = self.faults.models[m]
@@ -840,6 +848,8 @@ class Engine:
                          cost, fault, 0, mark[0], 0, 0, 0, mark[1]))  # fmt: skip
             if len(rows) >= _CHUNK:
                 self.spans.flush()
+            if self.attempts is not None:
+                self._attempt(proc, res, end)
             self._seq += 1
             heapq.heappush(self._heap, (end, self._seq, _RESUME_RELEASE, proc, res, server))
             return
@@ -876,7 +886,16 @@ class Engine:
         self._emit((*call.head, issue, end, now - issue, _STATUS[res.status], res.http_status,
                     call.in_tok, call.out_tok, call.cost, call.fault, 0, mark[0], 0, 0, 0,
                     mark[1]))  # fmt: skip
+        if self.attempts is not None:
+            self._attempt(proc, res, end)
         self._push(end, _RESUME_RELEASE, call.proc, res, call.server)
+
+    def _attempt(self, proc: _Proc, res: ModelResult | ToolResult, end: float) -> None:
+        """Probe mode: record a good answer (billing for it is already counted)."""
+        if isinstance(res, ModelResult) and res.purpose == "answer" and res.status == OK:
+            assert self.attempts is not None
+            self.attempts.append((proc.rid, end, proc.cost, proc.in_tok, proc.out_tok,
+                                  res.confidence, res.correct, self.model_index[res.model]))  # fmt: skip
 
     def _queue_timeout(self, call: _Call) -> bool:
         """The caller's timeout fired while the call still waited for capacity."""

@@ -63,11 +63,11 @@ def write_run(
     out: Path,
     tables: Mapping[str, pa.Table],
     manifest: Mapping[str, Any],
-    extra_files: Mapping[str, str] | None = None,
+    extra_files: Mapping[str, str | bytes] | None = None,
 ) -> Path:
     """Write tables and manifest into `out` atomically; returns `out`.
 
-    `tables` maps file name to table; `extra_files` maps file name to text.
+    `tables` maps file name to table; `extra_files` maps file name to text or bytes.
     """
     check_out(out)
     try:
@@ -82,8 +82,11 @@ def write_run(
     try:
         for name, table in tables.items():
             write_table(table, tmp / name)
-        for name, text in (extra_files or {}).items():
-            (tmp / name).write_text(text, encoding="utf-8")
+        for name, body in (extra_files or {}).items():
+            if isinstance(body, bytes):
+                (tmp / name).write_bytes(body)
+            else:
+                (tmp / name).write_text(body, encoding="utf-8")
         (tmp / MANIFEST).write_text(
             json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
         )

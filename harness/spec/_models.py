@@ -385,6 +385,20 @@ class Stack(Strict):
     """Hand off to a human when every tier failed (otherwise the request errors)."""
 
 
+# --------------------------------------------------------------------------- sweep
+
+
+class SweepSpec(Strict):
+    """A grid over suite parameters for `evalx sweep`, and what to optimise."""
+
+    grid: dict[str, list[Any] | str] = Field(default_factory=dict)
+    """Dotted parameter -> values: a list, or an inclusive `start:stop:step` range."""
+    objective: str = "min cost_per_request_usd"
+    """`min` or `max` and a summary metric of route `all`; thresholds are the constraints."""
+    confirm: Annotated[int, Field(ge=0)] = 5
+    """Best screened settings re-run through the full engine (plus the current setting)."""
+
+
 # --------------------------------------------------------------------------- suite
 
 
@@ -411,8 +425,8 @@ class Suite(Strict):
     """Governance policy: a policy file (`policies: {file: ...}`) plus inline overrides."""
     thresholds: dict[str, list[str]] | None = None
     """Reserved for service objectives (k6 grammar)."""
-    sweep: dict[str, object] | None = None
-    """Reserved for the sweep grid."""
+    sweep: SweepSpec = SweepSpec()
+    """Routing parameters to explore with `evalx sweep`, and what to optimise."""
 
 
 Path = tuple[str | int, ...]

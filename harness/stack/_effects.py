@@ -130,6 +130,8 @@ class ModelResult:
     http_status = 200
     retry_after_s = 0.0
     truncated = False  # the answer hit max_output_tokens
+    purpose = ""  # the CallModel's purpose, echoed by the driver
+    model = ""  # the model that answered, echoed by the driver
     text = ""  # the answer's text (answer calls)
     proposed_tool = ""  # step calls: the tool the model asks to call
     tool_args: Mapping[str, Any] | None = None  # step calls: the arguments it proposes

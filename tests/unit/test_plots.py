@@ -1,0 +1,207 @@
+"""Plots: the Pareto rule, exactly, and frontier PNGs for typical and degenerate sweeps."""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.plots import FRONTIER_COLUMNS, frontier_png, pareto_mask
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG, read from its IHDR chunk; fails on anything else."""
+    head = path.read_bytes()[:24]
+    assert head[:8] == PNG_SIGNATURE
+    assert head[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def sweep(n_screen: int = 200, n_confirm: int = 6, seed: int = 0) -> pd.DataFrame:
+    """A plausible sweep: success rises with cost and saturates, p95 rises with cost."""
+    rng = np.random.default_rng(seed)
+    n = n_screen + n_confirm
+    threshold = rng.uniform(0.3, 0.95, n)
+    cost = 0.002 + 0.01 * threshold**2 + rng.normal(0, 0.0004, n)
+    success = np.clip(0.97 - 0.16 * np.exp(-cost / 0.004) + rng.normal(0, 0.006, n), 0, 1)
+    p95 = 900 + 180_000 * cost + rng.normal(0, 120, n)
+    return pd.DataFrame(
+        {
+            "setting": np.arange(n),
+            "label": [f"threshold={t:.2f}" for t in threshold],
+            "stage": ["screen"] * n_screen + ["confirm"] * n_confirm,
+            "success_rate": success,
+            "cost_per_request_usd": cost,
+            "p95_latency_ms": p95,
+            "feasible": (success >= 0.9) & (p95 < 3000),
+        }
+    )
+
+
+def one_setting(setting: int = 0, **values: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "setting": setting,
+        "label": f"threshold=0.{setting:02d}",
+        "stage": "confirm",
+        "success_rate": 0.93,
+        "cost_per_request_usd": 0.004,
+        "p95_latency_ms": 1800.0,
+        "feasible": True,
+    }
+    return row | values
+
+
+# --- pareto_mask ------------------------------------------------------------------------
+
+
+def brute_force_mask(cost: np.ndarray, success: np.ndarray) -> np.ndarray:
+    """The definition, checked pair by pair."""
+    mask = []
+    for c, s in zip(cost, success, strict=True):
+        if np.isnan(c) or np.isnan(s):
+            mask.append(False)
+            continue
+        dominated = any(
+            c2 <= c and s2 >= s and (c2 < c or s2 > s) for c2, s2 in zip(cost, success, strict=True)
+        )
+        mask.append(not dominated)
+    return np.array(mask, dtype=bool)
+
+
+@pytest.mark.parametrize(
+    ("cost", "success", "expected"),
+    [
+        pytest.param([1, 2, 3], [0.5, 0.7, 0.9], [True, True, True], id="all-on"),
+        pytest.param([1, 2, 3], [0.5, 0.7, 0.6], [True, True, False], id="dearer-and-worse"),
+        pytest.param([3, 1, 2], [0.6, 0.5, 0.7], [False, True, True], id="order-kept"),
+        pytest.param([1, 1], [0.5, 0.7], [False, True], id="same-cost"),
+        pytest.param([1, 2], [0.7, 0.7], [True, False], id="same-success"),
+        pytest.param([1, 1, 2], [0.7, 0.7, 0.8], [True, True, True], id="twins-on"),
+        pytest.param([1, 2, 2], [0.9, 0.7, 0.7], [True, False, False], id="twins-off"),
+        pytest.param([5, 5, 5], [0.8, 0.8, 0.8], [True, True, True], id="all-identical"),
+        pytest.param([1, 2, 3, 4], [0.9, 0.5, 0.6, 0.95], [True, False, False, True], id="gap"),
+        pytest.param([2], [0.1], [True], id="single"),
+        pytest.param([], [], [], id="empty"),
+    ],
+)
+def test_pareto_mask_exact(cost: list[float], success: list[float], expected: list[bool]) -> None:
+    mask = pareto_mask(np.array(cost, dtype=float), np.array(success, dtype=float))
+    assert mask.dtype == np.bool_
+    assert mask.tolist() == expected
+
+
+def test_pareto_mask_nan_is_never_on_and_dominates_nothing() -> None:
+    cost = np.array([np.nan, 1.0, 2.0, 0.5])
+    success = np.array([1.0, 0.5, 0.8, np.nan])
+    assert pareto_mask(cost, success).tolist() == [False, True, True, False]
+    assert pareto_mask([np.nan], [np.nan]).tolist() == [False]
+
+
+def test_pareto_mask_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="one length"):
+        pareto_mask(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="1-D"):
+        pareto_mask(np.zeros((2, 2)), np.zeros((2, 2)))
+
+
+small = st.one_of(st.integers(0, 4).map(float), st.just(float("nan")))
+
+
+@given(st.lists(st.tuples(small, small), max_size=12))
+def test_pareto_mask_matches_the_definition(pairs: list[tuple[float, float]]) -> None:
+    cost = np.array([c for c, _ in pairs], dtype=float)
+    success = np.array([s for _, s in pairs], dtype=float)
+    assert pareto_mask(cost, success).tolist() == brute_force_mask(cost, success).tolist()
+
+
+# --- frontier_png -----------------------------------------------------------------------
+
+
+def test_typical_sweep(tmp_path: Path) -> None:
+    points = sweep()
+    out = frontier_png(
+        points, tmp_path / "f.png", recommended=201, current=17, constraint_success=0.9
+    )
+    assert out == tmp_path / "f.png"
+    assert png_size(out) == (1080, 720)
+
+
+def test_accepts_a_string_path_and_extra_columns(tmp_path: Path) -> None:
+    points = sweep(n_screen=20, n_confirm=2).assign(route="all", requests=1000)
+    out = frontier_png(points, str(tmp_path / "f.png"), recommended=3, current=3, title="t")
+    assert isinstance(out, Path)
+    assert png_size(out) == (1080, 720)
+
+
+@pytest.mark.parametrize(
+    ("rows", "recommended", "current"),
+    [
+        pytest.param([one_setting(0)], 0, 0, id="one-point"),
+        pytest.param([one_setting(i) for i in range(5)], 2, 4, id="identical-points"),
+        pytest.param(
+            [one_setting(i, p95_latency_ms=np.nan if i % 2 else 1500.0 + i) for i in range(6)],
+            1,
+            2,
+            id="some-p95-nan",
+        ),
+        pytest.param(
+            [one_setting(i, p95_latency_ms=np.nan, stage="screen") for i in range(4)],
+            None,
+            0,
+            id="all-p95-nan",
+        ),
+        pytest.param(
+            [one_setting(i, feasible=False, success_rate=0.5 + i / 100) for i in range(4)],
+            None,
+            None,
+            id="nothing-feasible",
+        ),
+        pytest.param([], None, None, id="empty"),
+    ],
+)
+def test_degenerate_sweeps(
+    tmp_path: Path, rows: list[dict[str, object]], recommended: int | None, current: int | None
+) -> None:
+    points = pd.DataFrame(rows, columns=list(FRONTIER_COLUMNS))
+    out = frontier_png(
+        points,
+        tmp_path / "f.png",
+        recommended=recommended,
+        current=current,
+        constraint_success=0.9,
+    )
+    width, height = png_size(out)
+    assert width > 500
+    assert height > 500
+
+
+def test_rejects_points_it_cannot_draw(tmp_path: Path) -> None:
+    points = sweep(n_screen=5, n_confirm=1)
+    target = tmp_path / "f.png"
+    with pytest.raises(ValueError, match=r"lacks column.*feasible"):
+        frontier_png(points.drop(columns="feasible"), target, recommended=None, current=None)
+    with pytest.raises(ValueError, match="recommended setting 99"):
+        frontier_png(points, target, recommended=99, current=None)
+    with pytest.raises(ValueError, match="one row per setting"):
+        frontier_png(pd.concat([points, points]), target, recommended=None, current=None)
+    with pytest.raises(ValueError, match="unknown stage"):
+        frontier_png(points.assign(stage="final"), target, recommended=None, current=None)
+    assert not target.exists()
+
+
+def test_importing_the_module_leaves_matplotlib_unloaded() -> None:
+    code = "import sys, harness.plots; print('matplotlib' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "False"
