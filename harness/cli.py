@@ -7,9 +7,10 @@ commands so that `evalx --help` starts fast.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -237,6 +238,163 @@ def compare(
     console.print("[red]FAIL[/red]" if failed else "[green]PASS[/green]")
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def sweep(
+    suite: SuiteArg,
+    grid: Annotated[
+        Path | None,
+        typer.Option(
+            help="Grid file (param: [values] or start:stop:step); default: the suite's sweep.grid.",
+            show_default=False,
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    policy: PolicyOpt = None,
+    confirm: Annotated[
+        int | None,
+        typer.Option(
+            help="Best screened settings to confirm with full runs (default: sweep.confirm, 5).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output directory (default: runs/<suite>/sweeps/<id>/).", show_default=False
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Processes for the full runs.")] = 1,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Also find the threshold for a traffic share, e.g. "
+            '"share{served_by:premium}=0.2".',
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Screen a grid on the world tape, confirm the best with the engine, recommend one.
+
+    Exit 0 when a recommended setting meets every threshold, 1 when none does.
+    """  # fmt: skip
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from harness.executor import executor
+    from harness.report import gaps_table, sweep_table
+    from harness.run import run_id
+    from harness.spec import load_suite
+    from harness.spec._load import load_suite_data
+    from harness.storage import check_out, write_run
+    from harness.sweep import (
+        gaps,
+        recommendation,
+        run_sweep,
+        sweep_frame,
+        target_share,
+    )
+
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    err_console = Console(stderr=True)
+    try:
+        loaded = load_suite(suite, set_ or [], policy)
+        axes = dict(loaded.suite.sweep.grid)
+        if grid is not None:
+            axes, _ = load_suite_data(grid)
+        target_dir = out or Path("runs") / loaded.suite.name / "sweeps" / run_id(loaded)
+        check_out(target_dir)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as bar:  # fmt: skip
+            tasks: dict[str, Any] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done)
+
+            best = confirm if confirm is not None else loaded.suite.sweep.confirm
+            result = run_sweep(
+                loaded, axes, confirm=best, executor=executor(workers),
+                policy=str(policy) if policy else None, progress=progress,
+            )  # fmt: skip
+            if target is not None:
+                result.target = target_share(loaded, target, str(policy) if policy else None)
+        frame = sweep_frame(result)
+        rec = recommendation(result, str(suite))
+        files: dict[str, str | bytes] = {
+            "recommendation.json": json.dumps(rec, indent=2, default=str) + "\n"
+        }
+        png = _frontier(frame, result)
+        if png is not None:
+            files["frontier.png"] = png
+        import pyarrow as pa
+
+        write_run(target_dir, {"sweep.parquet": pa.Table.from_pandas(frame, preserve_index=False)},
+                  {"sweep": loaded.suite.name, "objective": loaded.suite.sweep.objective,
+                   "grid": {k: str(v) for k, v in axes.items()}}, files)  # fmt: skip
+    except EvalxError as err:
+        raise _fail(err) from None
+    params = list(result.settings[0].params)
+    console.print(
+        f"[bold]{loaded.suite.name}[/bold] sweep: {len(result.settings)} settings, "
+        f"{result.screened} screened on the tape, {result.confirmed} confirmed in full",
+        highlight=False,
+    )
+    console.print(sweep_table(frame, params, loaded.suite.sweep.objective))
+    gap = gaps_table(gaps(result))
+    if gap is not None:
+        console.print(gap)
+    if rec["target"]:
+        t = rec["target"]
+        console.print(f"target {t['target']}: threshold {t['threshold']:.4g} gives share "
+                      f"{t['share']:.3f}  ({t['set']})", highlight=False)  # fmt: skip
+    if rec["recommended"]:
+        r = rec["recommended"]
+        console.print(f"[green]recommended[/green]: {result.settings[r['setting']].label()}",
+                      highlight=False)  # fmt: skip
+        for c in r["constraints"]:
+            slack = "" if c.get("margin") is None else f" (margin {c['margin']:+,.4g})"
+            console.print(f"  ✓ {c['key']} {c['expression']}: {c['value']:,.6g}{slack}",
+                          highlight=False)  # fmt: skip
+        console.print(f"  apply: {r['command']}", highlight=False)
+    else:
+        console.print(f"[red]no feasible setting[/red]; binding: {rec['binding_constraint']}",
+                      highlight=False)  # fmt: skip
+        if rec["closest"]:
+            console.print(f"  closest: {rec['closest']['command']}", highlight=False)
+    console.print(f"sweep directory: {target_dir}")
+    if not rec["recommended"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _frontier(frame: Any, result: Any) -> bytes | None:
+    """frontier.png as bytes, or None when matplotlib is missing."""
+    import tempfile
+
+    try:
+        from harness.plots import frontier_png
+    except ImportError:  # pragma: no cover - matplotlib is a dependency
+        return None
+    import pandas as pd
+
+    rows = frame[frame["route"] == "all"]
+    best = rows.sort_values("stage").drop_duplicates("setting", keep="first")  # confirm first
+    points = pd.DataFrame({
+        "setting": best["setting"],
+        "label": [result.settings[s].label() for s in best["setting"]],
+        "stage": best["stage"],
+        "success_rate": best["success_rate"],
+        "cost_per_request_usd": best["cost_per_request_usd"],
+        "p95_latency_ms": best["p95_latency_ms"],
+        "feasible": best["feasible"],
+    })  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "frontier.png"
+        frontier_png(points, path, recommended=result.recommended, current=result.current)
+        return path.read_bytes()
 
 
 def _simulate(suite: Suite, console: Console, quiet: bool) -> RunResult:

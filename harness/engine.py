@@ -894,8 +894,9 @@ class Engine:
         """Probe mode: record a good answer (billing for it is already counted)."""
         if isinstance(res, ModelResult) and res.purpose == "answer" and res.status == OK:
             assert self.attempts is not None
+            m = self.model_index[res.model]
             self.attempts.append((proc.rid, end, proc.cost, proc.in_tok, proc.out_tok,
-                                  res.confidence, res.correct, self.model_index[res.model]))  # fmt: skip
+                                  res.confidence, res.correct, m))  # fmt: skip
 
     def _queue_timeout(self, call: _Call) -> bool:
         """The caller's timeout fired while the call still waited for capacity."""

@@ -290,3 +290,59 @@ def compare_json(c: Comparison, thresholds: list[dict[str, Any]] | None = None) 
         "thresholds": thresholds or [],
     }
     return json.dumps(clean(body), indent=2) + "\n"
+
+
+# --------------------------------------------------------------------------- sweep
+
+
+def sweep_table(frame: pd.DataFrame, params: list[str], objective: str, top: int = 10) -> Table:
+    """The best settings on route `all`: confirmed first, then by feasibility and objective."""
+    sense, metric = objective.split()
+    rows = frame[frame["route"] == "all"].copy()
+    rows["_stage"] = (rows["stage"] != "confirm").astype(int)
+    rows["_key"] = rows[metric] if sense == "min" else -rows[metric]
+    rows = rows.sort_values(["_stage", "feasible", "_key"], ascending=[True, False, True])
+    table = Table(title=f"Top settings ({objective}; route all)", title_justify="left",
+                  header_style="bold")  # fmt: skip
+    for name in ["", "stage", *(p.rsplit(".", 1)[-1] for p in params), "success", "p95 ms",
+                 "p99 ms", "cost/req", "feasible"]:  # fmt: skip
+        table.add_column(name, justify="left" if name in ("", "stage") else "right")
+    for row in rows.head(top).to_dict("records"):
+        mark = "★" if row["recommended"] and row["stage"] == "confirm" else (
+            "◆" if row["current"] else "")  # fmt: skip
+        table.add_row(
+            mark, str(row["stage"]), *(f"{row[p]:g}" if isinstance(row[p], float) else str(row[p])
+                                       for p in params),
+            _pct(float(row["success_rate"])), _ms(float(row["p95_latency_ms"])),
+            _ms(float(row["p99_latency_ms"])), _usd(float(row["cost_per_request_usd"])),
+            "yes" if row["feasible"] else "no",
+        )  # fmt: skip
+    return table
+
+
+def gaps_table(gaps: list[dict[str, Any]]) -> Table | None:
+    """How far screening was from the full run, per confirmed setting and metric."""
+    if not gaps:
+        return None
+    table = Table(title="Screen vs confirm (route all): what the first-order screen missed",
+                  title_justify="left", header_style="bold")  # fmt: skip
+    metrics = list(dict.fromkeys(g["metric"] for g in gaps))
+    table.add_column("setting")
+    for m in metrics:
+        table.add_column(m.replace("_latency_ms", "").replace("_per_request", "/req"),
+                         justify="right")  # fmt: skip
+    by_setting: dict[str, dict[str, dict[str, Any]]] = {}
+    for g in gaps:
+        by_setting.setdefault(g["label"], {})[g["metric"]] = g
+    for label, per in by_setting.items():
+        cells = []
+        for m in metrics:
+            d = per[m]["difference"]
+            if m.endswith("_rate"):
+                cells.append(f"{100 * d:+.2f}pp")
+            elif m.endswith("_usd"):
+                cells.append(f"{d:+.5f}")
+            else:
+                cells.append(f"{d:+,.0f}")
+        table.add_row(label, *cells)
+    return table

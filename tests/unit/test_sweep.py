@@ -1,0 +1,78 @@
+"""Sweeps: grids, screening that matches the engine exactly without dynamics, recommendations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from harness.errors import SpecError
+from harness.run import simulate
+from harness.spec import Suite, load_suite
+from harness.sweep import expand, probe, run_sweep, screen
+from harness.sweep._sweep import METRICS
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ranges_are_inclusive_and_clean() -> None:
+    assert expand("0.3:0.5:0.1") == [0.3, 0.4, 0.5]
+    assert expand("1:5:2") == [1, 3, 5]
+    assert expand([0.1, "x"]) == [0.1, "x"]
+    assert len(expand("0.30:0.90:0.01")) == 61
+    with pytest.raises(ValueError, match="start:stop:step"):
+        expand("0.3..0.5")
+
+
+def calm(**extra: Any) -> Suite:
+    """support.yaml without dynamics: no capacity, rate limits, breakers, budgets or faults."""
+    data = load_suite(ROOT / "scenarios" / "support.yaml", ["traffic.requests=3000"]).suite
+    d = data.model_dump()
+    for section in ("models", "tools"):
+        for spec in d[section].values():
+            spec["capacity"] = None
+            spec["rate_limit"] = None
+    d["faults"] = []
+    d["traffic"]["spikes"] = []
+    d["stack"]["breaker"]["enabled"] = False
+    d["stack"]["retry_budget"] = None
+    d.update(extra)
+    return Suite.model_validate(d)
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.35, 0.6, 0.72, 0.9, 1.0])
+def test_screen_equals_the_engine_exactly_without_dynamics(theta: float) -> None:
+    suite = calm()
+    pr = probe(suite)
+    metrics = screen(pr.attempts, np.array([theta]), (50.0, 95.0, 99.0))
+    d = suite.model_dump()
+    d["stack"]["escalation"]["confidence_threshold"] = theta
+    full = simulate(Suite.model_validate(d)).summary.to_pandas().set_index("route")
+    for g, route in enumerate([*pr.routes, "all"]):
+        row = full.loc[route]
+        for metric in METRICS:
+            got = float(metrics[metric][0, g])
+            assert got == pytest.approx(float(row[metric]), rel=1e-12, abs=1e-12), (route, metric)
+        assert metrics["requests"][0, g] == row["requests"]
+
+
+def test_sweep_confirms_the_best_and_recommends_a_feasible_setting() -> None:
+    loaded = load_suite(ROOT / "scenarios" / "support.yaml", ["traffic.requests=2000"])
+    result = run_sweep(loaded, {"stack.escalation.confidence_threshold": "0.4:0.8:0.1"},
+                       confirm=2)  # fmt: skip
+    assert result.screened == 5
+    assert result.current == 2  # 0.6 is the suite's own value
+    confirmed = {r.setting for r in result.rows if r.stage == "confirm"}
+    assert result.current in confirmed and len(confirmed) in (2, 3)
+    if result.recommended is not None:
+        assert result.feasible[(result.recommended, "confirm")]
+    else:
+        assert result.binding is not None
+
+
+def test_bad_grid_values_are_located_errors(tmp_path: Path) -> None:
+    loaded = load_suite(ROOT / "scenarios" / "support.yaml")
+    with pytest.raises(SpecError):
+        run_sweep(loaded, {"stack.escalation.confidence_threshold": [0.5, 2.0]}, confirm=1)
