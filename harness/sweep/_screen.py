@@ -26,6 +26,8 @@ accepted attempts is a difference array over settings: +x at lo, -x at hi, summe
   dimensions) names the bucket that holds a rank; a scan of that one bucket finds the
   value. Every setting costs O(buckets + bucket size), never O(requests).
 
+The percentiles run on a second thread (numpy releases the GIL), beside the rest.
+
 Values beyond `count[r]` are padding and never read. The thresholds may come in any
 order, repeat, and lie outside [0, 1] (inf included); NaN is refused.
 """
@@ -86,8 +88,8 @@ class Attempts:
     """(n, T) latency from arrival to the end of attempt k, ms."""
     cost_usd: Floats
     """(n, T) cost up to and including attempt k."""
-    tokens: Floats
-    """(n, T) tokens up to and including attempt k (integers welcome, below 2**53)."""
+    tokens: Floats | Ints
+    """(n, T) tokens up to and including attempt k (integers below 2**53; kept as float64)."""
     success: NDArray[np.bool_]
     """(n, T) whether the request succeeds if attempt k is accepted."""
     tier: NDArray[np.int16]
@@ -238,7 +240,7 @@ def _runs(att: Attempts, ascending: Floats) -> _Runs:
     del points
     lo = np.empty_like(hi)
     lo[:, 0] = 0
-    lo[:, 1:] = hi[:, :-1]; lo[:, 1:] -= (lo[:, 1:] > 0)
+    lo[:, 1:] = hi[:, :-1]
     np.putmask(hi, np.arange(att.width) >= att.count[:, None], 0)
     flat = np.flatnonzero(lo < hi)
     request, attempt = np.divmod(flat, att.width)

@@ -491,6 +491,7 @@ def target_share(loaded: LoadedSuite, target: str, policy: str | None = None) ->
             raise SweepError(f"--target: route must be one of {', '.join(pr.routes)}")
         group = pr.routes.index(route)
     theta = threshold_for_share(pr.attempts, pr.tiers.index(tier), share, group)
+    theta = min(max(theta, 0.0), 1.0)  # +inf: escalate everything, which 1.0 also does
     got = screen(pr.attempts, np.array([theta]), (95.0,))
     g = group if group is not None else pr.attempts.n_groups
     return {
@@ -498,7 +499,7 @@ def target_share(loaded: LoadedSuite, target: str, policy: str | None = None) ->
         "parameter": SCREENABLE[0],
         "threshold": theta,
         "share": float(got["share_tier"][0, g, pr.tiers.index(tier)]),
-        "set": f"--set {SCREENABLE[0]}={theta:.6g}",
+        "set": f"--set {SCREENABLE[0]}={theta!r}",
     }
 
 
