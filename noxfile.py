@@ -34,7 +34,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(python=PY)
 def bench(session: nox.Session) -> None:
-    """Engine throughput, SimPy comparison, peak memory; compare's false alarms and power."""
+    """Engine speed and memory, compare's false alarms and power, the sweep's screening speed."""
     session.install("-e", ".[dev]")
     session.run("python", "bench/engine.py", *session.posargs)
     session.run("python", "bench/compare.py")
+    session.run("python", "bench/screen.py")

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 from harness.errors import SpecError
+from harness.executor import ProcessExecutor
 from harness.run import simulate
 from harness.spec import Suite, load_suite
-from harness.sweep import expand, probe, run_sweep, screen
+from harness.sweep import expand, gaps, probe, run_sweep, screen
 from harness.sweep._sweep import METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,3 +77,47 @@ def test_bad_grid_values_are_located_errors(tmp_path: Path) -> None:
     loaded = load_suite(ROOT / "scenarios" / "support.yaml")
     with pytest.raises(SpecError):
         run_sweep(loaded, {"stack.escalation.confidence_threshold": [0.5, 2.0]}, confirm=1)
+
+
+CALM = [
+    "traffic.requests=1500",
+    "traffic.spikes=[]",
+    "faults=[]",
+    "models.mini.capacity=null",
+    "models.mini.rate_limit=null",
+    "models.mid.capacity=null",
+    "models.large.capacity=null",
+    "tools.kb_search.capacity=null",
+    "tools.crm_lookup.capacity=null",
+    "tools.refund.capacity=null",
+    "stack.breaker.enabled=false",
+    "stack.retry_budget=null",
+]
+
+
+def test_without_dynamics_screen_and_confirm_agree_exactly() -> None:
+    loaded = load_suite(ROOT / "scenarios" / "support.yaml", CALM)
+    result = run_sweep(loaded, {"stack.escalation.confidence_threshold": "0.5:0.7:0.1"},
+                       confirm=3)  # fmt: skip
+    rows = {(r.setting, r.stage, r.route): r.metrics for r in result.rows}
+    compared = 0
+    for (sid, stage, route), confirmed in rows.items():
+        if stage != "confirm":
+            continue
+        screened = rows[(sid, "screen", route)]
+        for metric in METRICS:
+            assert screened[metric] == pytest.approx(confirmed[metric], rel=1e-12, abs=1e-12)
+            compared += 1
+    assert compared == 3 * len(METRICS) * len({r for (_, _, r) in rows})
+    assert all(abs(g["difference"]) < 1e-9 for g in gaps(result))
+
+
+def test_process_pool_gives_the_same_confirmations_as_inline() -> None:
+    loaded = load_suite(ROOT / "scenarios" / "support.yaml", ["traffic.requests=800"])
+    grid = {"stack.escalation.confidence_threshold": [0.5, 0.6]}
+    inline = run_sweep(loaded, grid, confirm=2)
+    pooled = run_sweep(loaded, grid, confirm=2, executor=ProcessExecutor(2))
+    assert [(r.setting, r.stage, r.route, r.metrics) for r in inline.rows] == [
+        (r.setting, r.stage, r.route, r.metrics) for r in pooled.rows
+    ]
+    assert inline.recommended == pooled.recommended
