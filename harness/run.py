@@ -18,7 +18,7 @@ from harness.engine import Engine, SpanBuffers, Trace
 from harness.faults import phases, schedule
 from harness.records import SCHEMA_VERSION, requests_table, spans_table
 from harness.spec import Suite
-from harness.stack import ReferenceStack
+from harness.stack import make_stack
 from harness.storage import MANIFEST, REQUESTS, SPANS, SUMMARY, write_run
 from harness.traffic import sample_requests
 from harness.world import sample_tape
@@ -48,7 +48,7 @@ def simulate(suite: Suite, progress: Callable[[int], None] | None = None) -> Run
     t0 = time.perf_counter()
     reqs = sample_requests(suite)
     tape = sample_tape(suite, reqs)
-    engine = Engine(suite, reqs, tape, schedule(suite), ReferenceStack(suite), progress)
+    engine = Engine(suite, reqs, tape, schedule(suite), make_stack(suite), progress)
     trace = engine.run()
     del engine, tape  # the tape is half the memory of a large run; records do not need it
     requests = requests_table(trace, reqs, phases(suite, reqs.arrival_s))

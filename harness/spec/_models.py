@@ -379,6 +379,11 @@ class Stack(Strict):
     """Timeouts and deadline."""
     budgets: Budgets = Budgets()
     """Token budgets and step cap."""
+    factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    """Your own stack: `module:function` returning an object with `handle(request)` that
+    speaks the effect protocol (harness.stack); None runs the reference stack."""
+    factory_path: list[str] = Field(default_factory=lambda: ["."])
+    """Directories searched for the factory's module, relative to the suite file."""
     fallback_down: bool = True
     """When every tier above has failed too, fall back to lower tiers (degraded answers)."""
     handoff: bool = True

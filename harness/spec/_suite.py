@@ -172,6 +172,10 @@ def load_suite(
         data = {**data, "policies": merged}
         if isinstance(ref, str) and policy is None:
             inline["file"] = ref
+    stack = data.get("stack")
+    if isinstance(stack, dict) and isinstance(stack.get("factory_path", ["."]), list):
+        paths = [str((p.parent / d).resolve()) for d in stack.get("factory_path", ["."])]
+        data = {**data, "stack": {**stack, "factory_path": paths}}
     suite = validate(data, Suite, file=str(p), lines=lines, overridden=overridden)
     problems = [
         _problem(str(p), lines, overridden, key, message, options)

@@ -17,6 +17,7 @@ from harness.stack._effects import (
     ToolResult,
     Wait,
 )
+from harness.stack._factory import FactoryError, make_stack
 from harness.stack._reference import ReferenceStack, RetryBudget
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "CallTool",
     "CircuitBreaker",
     "Effect",
+    "FactoryError",
     "Final",
     "Handler",
     "ModelResult",
@@ -38,4 +40,5 @@ __all__ = [
     "Tick",
     "ToolResult",
     "Wait",
+    "make_stack",
 ]

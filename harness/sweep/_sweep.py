@@ -35,7 +35,7 @@ from harness.faults import phases, schedule
 from harness.records import requests_table
 from harness.spec import LoadedSuite, Suite, load_suite
 from harness.spec._load import locate_key
-from harness.stack import ReferenceStack
+from harness.stack import make_stack
 from harness.sweep._screen import Attempts, screen
 from harness.thresholds import Threshold, as_records, compile_thresholds, evaluate
 from harness.traffic import sample_requests
@@ -156,7 +156,7 @@ def probe(suite: Suite) -> Probe:
     s = _without_dynamics(suite, 1.0)
     reqs = sample_requests(s)
     tape = sample_tape(s, reqs)
-    engine = Engine(s, reqs, tape, schedule(s), ReferenceStack(s), probe=True)
+    engine = Engine(s, reqs, tape, schedule(s), make_stack(s), probe=True)
     trace = engine.run()
     table = requests_table(trace, reqs, phases(s, reqs.arrival_s))
     del engine.tape, tape

@@ -1,0 +1,1 @@
+"""Live runs against real endpoints: drivers, a loopback dev server, record/replay."""
