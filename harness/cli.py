@@ -112,11 +112,22 @@ def run(
     ] = None,
     set_: SetOpt = None,
     policy: PolicyOpt = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(
+            help="Replay recorded cassettes from this directory (offline, no key).",
+            show_default=False,
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the run directory.")
     ] = False,
 ) -> None:
-    """Simulate a suite in virtual time and write requests, spans and summary as Parquet."""
+    """Simulate a suite in virtual time and write requests, spans and summary as Parquet.
+
+    Suites whose models name real endpoints (provider: openai) run live, or offline from
+    cassettes with --replay.
+    """  # fmt: skip
     from rich.console import Console
 
     from harness.report import route_table, thresholds_block, violations_table
@@ -133,7 +144,12 @@ def run(
         rid = run_id(loaded)
         target = out if out is not None else Path("runs") / loaded.suite.name / rid
         check_out(target)
-        result = _simulate(loaded.suite, console, quiet)
+        if replay is not None or _is_live(loaded.suite):
+            from harness.live import live_run
+
+            result = live_run(loaded.suite, replay=replay)
+        else:
+            result = _simulate(loaded.suite, console, quiet)
         outcomes = evaluate(objectives, result.requests)
         write(target, loaded, result, rid, ["evalx", *sys.argv[1:]], as_records(outcomes))
     except EvalxError as err:
@@ -167,6 +183,42 @@ def run(
     out_console.print(f"run directory: {target}")
     if failed:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def record(
+    suite: SuiteArg,
+    cassettes: Annotated[
+        Path, typer.Option(help="Directory for the cassettes and timings.", show_default=False)
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory (default: runs/<suite name>/<run id>/).", show_default=False
+        ),
+    ] = None,
+    set_: SetOpt = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,
+) -> None:
+    """Run a suite live against its endpoints and record every HTTP interaction (vcrpy)."""
+    from harness.live import live_run
+    from harness.run import run_id, write
+    from harness.spec import load_suite
+    from harness.storage import check_out
+    from harness.thresholds import as_records, compile_thresholds, evaluate
+
+    try:
+        loaded = load_suite(suite, set_ or [])
+        objectives = compile_thresholds(loaded)
+        rid = run_id(loaded)
+        target = out if out is not None else Path("runs") / loaded.suite.name / rid
+        check_out(target)
+        result = live_run(loaded.suite, record=cassettes, concurrency=concurrency)
+        outcomes = evaluate(objectives, result.requests)
+        write(target, loaded, result, rid, ["evalx", *sys.argv[1:]], as_records(outcomes))
+    except EvalxError as err:
+        raise _fail(err) from None
+    typer.echo(f"recorded {result.trace.n} requests into {cassettes}; run directory: {target}")
 
 
 @app.command()
@@ -395,6 +447,10 @@ def _frontier(frame: Any, result: Any) -> bytes | None:
         path = Path(tmp) / "frontier.png"
         frontier_png(points, path, recommended=result.recommended, current=result.current)
         return path.read_bytes()
+
+
+def _is_live(suite: Suite) -> bool:
+    return any(m.provider != "sim" for m in suite.models.values())
 
 
 def _simulate(suite: Suite, console: Console, quiet: bool) -> RunResult:

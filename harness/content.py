@@ -141,8 +141,10 @@ class Content:
 
     def message(self, i: int) -> tuple[str, str | None]:
         """Request i's text and the personal data value planted in it (if any)."""
-        t, kind, fmt, a, b, _ = self._d(i)
         req = self.requests
+        if req.texts is not None:
+            return req.texts[i], None  # real text: nothing planted, nothing known
+        t, kind, fmt, a, b, _ = self._d(i)
         value: str | None = None
         if req.pii.item(i):
             kind %= 4

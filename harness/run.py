@@ -20,7 +20,7 @@ from harness.records import SCHEMA_VERSION, requests_table, spans_table
 from harness.spec import Suite
 from harness.stack import make_stack
 from harness.storage import MANIFEST, REQUESTS, SPANS, SUMMARY, write_run
-from harness.traffic import sample_requests
+from harness.traffic import Requests, sample_requests
 from harness.world import sample_tape
 
 if TYPE_CHECKING:
@@ -43,14 +43,19 @@ class RunResult:
 
 def simulate(suite: Suite, progress: Callable[[int], None] | None = None) -> RunResult:
     """Run `suite` in virtual time and return its tables. Deterministic in `suite.seed`."""
-    from harness.metrics import summary_table
-
     t0 = time.perf_counter()
     reqs = sample_requests(suite)
     tape = sample_tape(suite, reqs)
     engine = Engine(suite, reqs, tape, schedule(suite), make_stack(suite), progress)
     trace = engine.run()
     del engine, tape  # the tape is half the memory of a large run; records do not need it
+    return tables(suite, reqs, trace, t0)
+
+
+def tables(suite: Suite, reqs: Requests, trace: Trace, t0: float) -> RunResult:
+    """The records of a finished run (simulated or live), from its trace."""
+    from harness.metrics import summary_table
+
     requests = requests_table(trace, reqs, phases(suite, reqs.arrival_s))
     spans = spans_table(trace)
     trace.spans = SpanBuffers()  # packed into `spans`; free the buffers

@@ -31,6 +31,7 @@ class Requests:
     injection: np.ndarray  # bool
     prohibited: np.ndarray  # bool
     high_impact: np.ndarray  # bool
+    texts: tuple[str, ...] | None = None  # from a requests file; None: synthetic text
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -63,7 +64,13 @@ def arrival_times(traffic: Traffic, seed: int) -> np.ndarray:
 
 
 def sample_requests(suite: Suite) -> Requests:
-    """Every request of the suite, deterministic in `suite.seed`."""
+    """Every request of the suite, deterministic in `suite.seed`.
+
+    With `traffic.file` the requests (class, labels) come from the file, in its order,
+    and only arrival times and answer sizes are sampled.
+    """
+    if suite.traffic.file is not None:
+        return _from_file(suite)
     traffic, seed, n = suite.traffic, suite.seed, suite.traffic.requests
     names = tuple(traffic.mix)
     classes = list(traffic.mix.values())
@@ -96,4 +103,34 @@ def sample_requests(suite: Suite) -> Requests:
         injection=labels[:, 1] < ec.prompt_injection,
         prohibited=labels[:, 2] < ec.prohibited_action,
         high_impact=labels[:, 3] < ec.high_impact,
+    )
+
+
+def _from_file(suite: Suite) -> Requests:
+    from harness.requests_file import load
+
+    traffic = suite.traffic
+    assert traffic.file is not None
+    names = tuple(traffic.mix)
+    rows = load(traffic.file, names)
+    n = len(rows)
+    timed = traffic.model_copy(update={"requests": n})
+    classes = list(traffic.mix.values())
+    cls = np.array([names.index(r.task_class) for r in rows], dtype=np.int16)
+
+    def label(name: str) -> np.ndarray:
+        return np.array([name in r.labels for r in rows], dtype=bool)
+
+    return Requests(
+        arrival_s=arrival_times(timed, suite.seed),
+        task_class=cls,
+        class_names=names,
+        input_tokens=np.array([max(1, len(r.text) // 4) for r in rows], dtype=np.int32),
+        output_tokens=np.array([classes[c].output_tokens for c in cls], dtype=np.int32),
+        tool_steps=np.array([c.tool_steps for c in classes], dtype=np.int16)[cls],
+        pii=label("pii"),
+        injection=label("prompt_injection"),
+        prohibited=label("prohibited_action"),
+        high_impact=label("high_impact"),
+        texts=tuple(r.text for r in rows),
     )

@@ -68,7 +68,10 @@ class Traffic(Strict):
     """How requests arrive and what they ask for."""
 
     requests: Annotated[int, Field(ge=1)] = 1000
-    """Number of requests in the run."""
+    """Number of requests in the run (ignored with `file`)."""
+    file: str | None = None
+    """A JSONL file of real requests (text, task_class, labels, assert), relative to the suite;
+    replaces the sampled mix's texts and sets the request count."""
     rate_per_s: PositiveFloat = 10.0
     """Mean arrival rate of the Poisson process outside spikes, requests per second."""
     spikes: list[Spike] = Field(default_factory=list)
@@ -143,6 +146,14 @@ class Model(Strict):
 
     tier: str
     """Capability tier this model belongs to (a name listed in `stack.tiers`)."""
+    provider: Literal["sim", "openai"] = "sim"
+    """`sim`: the simulated world; `openai`: any OpenAI-compatible chat-completions server."""
+    base_url: str | None = None
+    """`openai`: the server's base URL, e.g. http://127.0.0.1:8000/v1."""
+    model: str | None = None
+    """`openai`: the model name the server knows (defaults to this model's key)."""
+    api_key_env: str | None = None
+    """`openai`: environment variable holding the API key (never the key itself)."""
     latency: Latency = Latency()
     """Service time of one call (excluding queueing)."""
     price: Price = Price()
@@ -178,6 +189,10 @@ class Tool(Strict):
 
     kind: Literal["tool", "retrieval"] = "tool"
     """`retrieval` calls can be degraded (empty or stale results) by faults."""
+    function: str | None = None
+    """Live runs: a Python callable `module:function(args: dict) -> dict | str`."""
+    endpoint: str | None = None
+    """Live runs: an HTTP endpoint; arguments are POSTed as JSON."""
     latency: Latency = Latency(p50_ms=150.0, p99_ms=900.0)
     """Service time of one call."""
     error_rate: Probability = 0.0

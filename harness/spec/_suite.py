@@ -172,6 +172,9 @@ def load_suite(
         data = {**data, "policies": merged}
         if isinstance(ref, str) and policy is None:
             inline["file"] = ref
+    traffic = data.get("traffic")
+    if isinstance(traffic, dict) and isinstance(traffic.get("file"), str):
+        data = {**data, "traffic": {**traffic, "file": str((p.parent / traffic["file"]).resolve())}}
     stack = data.get("stack")
     if isinstance(stack, dict) and isinstance(stack.get("factory_path", ["."]), list):
         paths = [str((p.parent / d).resolve()) for d in stack.get("factory_path", ["."])]
