@@ -336,13 +336,16 @@ class LiveDriver(Engine):
             await response.aread()
         except httpx.TimeoutException:
             return None, timeout, "+".join(labels)
-        except httpx.HTTPError as err:
+        except Exception as err:  # vcrpy refuses unrecorded calls with its own exception
             if self.replaying:
                 raise LiveError(
-                    f"replay: no recorded response for {method} {url} ({err})"
+                    f"replay: no recorded response for {method} {url} "
+                    f"({type(err).__name__}); re-record the cassettes with evalx record"
                 ) from None
-            return httpx.Response(599, request=request), time.perf_counter() - started, "+".join(
-                labels)  # fmt: skip
+            if not isinstance(err, httpx.HTTPError):
+                raise
+            fault = "+".join(labels)
+            return httpx.Response(599, request=request), time.perf_counter() - started, fault
         if self.replaying:
             recorded = self.timings.get(key, [])
             latency = recorded[occurrence] if occurrence < len(recorded) else 0.0
