@@ -127,9 +127,10 @@ class ReferenceStack:
         self.policy = pol
         self.enforce = pol.enforce
         self.pii = PiiDetector(pol.pii.detect, {c.name: c.pattern for c in pol.pii.custom})
-        self.validator = ToolArgsValidator(
-            {name: t.args_schema for name, t in suite.tools.items() if t.args_schema is not None}
-        )
+        self.schemas = {
+            n: t.args_schema for n, t in suite.tools.items() if t.args_schema is not None
+        }
+        self.validator = ToolArgsValidator(self.schemas)
         self.known_tools = frozenset(suite.tools)
         self._checked: dict[tuple[str, tuple[tuple[str, Any], ...]], object] = {}
         self.prohibited = frozenset(pol.actions.prohibited)
@@ -271,8 +272,8 @@ class ReferenceStack:
         tools = self.policy.tools
         if tool not in self.known_tools:
             return None if tools.allow_unknown else f"unknown tool {tool!r}"
-        if not tools.validate_args:
-            return None
+        if not tools.validate_args or tool not in self.schemas:
+            return None  # no schema: nothing to check the arguments against
         args = args or {}
         try:
             key = (tool, tuple(sorted(args.items())))

@@ -1,0 +1,57 @@
+"""The live driver in process: tools as Python callables, faults injected on live calls."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.live import live_run
+from harness.live.devserver import DevServer
+from harness.spec import load_suite
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO = ROOT / "scenarios" / "replay-demo.yaml"
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[DevServer]:
+    monkeypatch.setenv("EVALX_DEMO_KEY", "k")
+    with DevServer(api_key="k") as srv:
+        yield srv
+
+
+def flags(srv: DevServer, *extra: str) -> list[str]:
+    return [*(f"models.{m}.base_url={srv.base_url}" for m in ("small", "medium", "large")),
+            "models.medium.model=dev-medium", *extra]  # fmt: skip
+
+
+def test_tools_run_as_python_callables(
+    server: DevServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "my_tools.py").write_text(
+        "CALLS = []\ndef lookup(args):\n    CALLS.append(args)\n    return {'status': 'shipped'}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    suite = load_suite(DEMO, flags(server,
+        "tools={lookup: {function: 'my_tools:lookup', args_example: {id: C1}}}",
+        "traffic.mix.moderate.tool_steps=1", "traffic.mix.moderate.tools=[lookup]",
+    )).suite  # fmt: skip
+    result = live_run(suite)
+    spans = result.spans.to_pandas()
+    tool_spans = spans[spans["kind"] == "execute_tool"]
+    assert len(tool_spans) > 0 and (tool_spans["status"] == "ok").all()
+    assert sys.modules["my_tools"].CALLS[0] == {"id": "C1"}
+
+
+def test_faults_apply_to_live_calls(server: DevServer) -> None:
+    suite = load_suite(DEMO, flags(server, "faults=[{kind: outage, target: fast}]")).suite
+    spans = live_run(suite).spans.to_pandas()
+    small = spans[spans["gen_ai.request.model"] == "small"]
+    assert len(small) > 0
+    assert (small["status"] == "error").all()
+    assert (small["http.response.status_code"] == 503).all()
+    assert set(small["fault"]) == {"outage:fast"}
