@@ -191,9 +191,13 @@ class LiveDriver(Engine):
             headers["authorization"] = f"Bearer {key or 'replay'}"
         url = f"{spec.base_url.rstrip('/')}/chat/completions"  # type: ignore[union-attr]
         fault_u = self.tape.fault_u.item(proc.rid, m, min(k, self.tape.fault_u.shape[2] - 1))
+        modelled = None
+        if self.replaying and spec.replay_latency == "model":
+            modelled = self.tape.model_call(self.suite, proc.rid, m, k)[0]
         response, latency, fault = await self._send(
-            "POST", url, body, headers, eff.timeout_s, self.faults.models[m], now, fault_u
-        )
+            "POST", url, body, headers, eff.timeout_s, self.faults.models[m], now, fault_u,
+            modelled,
+        )  # fmt: skip
         res = ModelResult(OK, now + latency, latency)
         res.purpose = eff.purpose
         res.model = eff.model
@@ -301,6 +305,7 @@ class LiveDriver(Engine):
         windows: tuple[Window, ...],
         now: float,
         roll: float,
+        modelled: float | None = None,
     ) -> tuple[httpx.Response | None, float, str]:
         """One call, faults first: (response or None on timeout, latency seconds, fault)."""
         content = json.dumps(body, sort_keys=True).encode()
@@ -349,6 +354,8 @@ class LiveDriver(Engine):
         if self.replaying:
             recorded = self.timings.get(key, [])
             latency = recorded[occurrence] if occurrence < len(recorded) else 0.0
+            if modelled is not None:
+                latency = modelled  # the suite asked for the world's latency model
         else:
             latency = time.perf_counter() - started
             self.timings.setdefault(key, []).append(latency)

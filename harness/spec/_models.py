@@ -154,6 +154,8 @@ class Model(Strict):
     """`openai`: the model name the server knows (defaults to this model's key)."""
     api_key_env: str | None = None
     """`openai`: environment variable holding the API key (never the key itself)."""
+    replay_latency: Literal["recorded", "model"] = "recorded"
+    """`--replay`: latency from the recorded timings, or drawn from `latency` (the world)."""
     latency: Latency = Latency()
     """Service time of one call (excluding queueing)."""
     price: Price = Price()

@@ -55,3 +55,15 @@ def test_faults_apply_to_live_calls(server: DevServer) -> None:
     assert (small["status"] == "error").all()
     assert (small["http.response.status_code"] == 503).all()
     assert set(small["fault"]) == {"outage:fast"}
+
+
+def test_replay_can_take_latency_from_the_suite_model(server: DevServer, tmp_path: Path) -> None:
+    base = flags(server)
+    recorded = live_run(load_suite(DEMO, base).suite, record=tmp_path)
+    model = [*base, *(f"models.{m}.replay_latency=model" for m in ("small", "medium", "large"))]
+    replayed = live_run(load_suite(DEMO, model).suite, replay=tmp_path)
+    again = live_run(load_suite(DEMO, model).suite, replay=tmp_path)
+    a, b = replayed.requests.to_pandas(), again.requests.to_pandas()
+    assert a["latency_ms"].tolist() == b["latency_ms"].tolist()  # deterministic
+    assert a["latency_ms"].tolist() != recorded.requests.to_pandas()["latency_ms"].tolist()
+    assert a["outcome"].tolist() == recorded.requests.to_pandas()["outcome"].tolist()
