@@ -75,7 +75,9 @@ def write_run(
     except OSError as err:
         raise OutputError(f"{out}: cannot create the output directory ({err.strerror}); "
                           "choose another --out") from None  # fmt: skip
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    # no '=' in the temporary name: hive-partitioned readers must not take it for a run
+    hidden = f".{out.name.replace('=', '-')}."
+    tmp = Path(tempfile.mkdtemp(prefix=hidden, suffix=".partial", dir=out.parent))
     umask = os.umask(0)
     os.umask(umask)
     tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; a run directory follows the umask
