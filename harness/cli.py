@@ -104,7 +104,7 @@ def run(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Run directory (default: runs/<suite name>/<run id>/).", show_default=False
+            help="Run directory (default: runs/suite=<name>/run=<id>/).", show_default=False
         ),
     ] = None,
     seed: Annotated[
@@ -116,6 +116,17 @@ def run(
         Path | None,
         typer.Option(
             help="Replay recorded cassettes from this directory (offline, no key).",
+            show_default=False,
+        ),
+    ] = None,
+    report: Annotated[
+        bool, typer.Option(help="Write report.md and its figures into the run directory.")
+    ] = True,
+    otlp_json: Annotated[
+        Path | None,
+        typer.Option(
+            "--otlp-json",
+            help="Also write the spans as OTLP JSON to this file.",
             show_default=False,
         ),
     ] = None,
@@ -131,7 +142,7 @@ def run(
     from rich.console import Console
 
     from harness.report import route_table, thresholds_block, violations_table
-    from harness.run import run_id, write
+    from harness.run import run_id
     from harness.spec import load_suite
     from harness.storage import check_out
     from harness.thresholds import as_records, compile_thresholds, evaluate
@@ -142,7 +153,7 @@ def run(
         loaded = load_suite(suite, overrides, policy)
         objectives = compile_thresholds(loaded)
         rid = run_id(loaded)
-        target = out if out is not None else Path("runs") / loaded.suite.name / rid
+        target = out if out is not None else default_run_dir(loaded.suite.name, rid)
         check_out(target)
         if replay is not None or _is_live(loaded.suite):
             from harness.live import live_run
@@ -151,7 +162,11 @@ def run(
         else:
             result = _simulate(loaded.suite, console, quiet)
         outcomes = evaluate(objectives, result.requests)
-        write(target, loaded, result, rid, ["evalx", *sys.argv[1:]], as_records(outcomes))
+        _write_run(target, loaded, result, rid, as_records(outcomes), report)
+        if otlp_json is not None:
+            from harness.otlp import write_otlp
+
+            write_otlp(target, otlp_json)
     except EvalxError as err:
         raise _fail(err) from None
     failed = any(not o.passed for o in outcomes)
@@ -194,7 +209,7 @@ def record(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Run directory (default: runs/<suite name>/<run id>/).", show_default=False
+            help="Run directory (default: runs/suite=<name>/run=<id>/).", show_default=False
         ),
     ] = None,
     set_: SetOpt = None,
@@ -211,7 +226,7 @@ def record(
         loaded = load_suite(suite, set_ or [])
         objectives = compile_thresholds(loaded)
         rid = run_id(loaded)
-        target = out if out is not None else Path("runs") / loaded.suite.name / rid
+        target = out if out is not None else default_run_dir(loaded.suite.name, rid)
         check_out(target)
         result = live_run(loaded.suite, record=cassettes, concurrency=concurrency)
         outcomes = evaluate(objectives, result.requests)
@@ -355,7 +370,7 @@ def sweep(
         axes = dict(loaded.suite.sweep.grid)
         if grid is not None:
             axes, _ = load_suite_data(grid)
-        target_dir = out or Path("runs") / loaded.suite.name / "sweeps" / run_id(loaded)
+        target_dir = out or Path("runs") / f"suite={loaded.suite.name}" / f"sweep={run_id(loaded)}"
         check_out(target_dir)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=err_console, transient=True,
@@ -447,6 +462,92 @@ def _frontier(frame: Any, result: Any) -> bytes | None:
         path = Path(tmp) / "frontier.png"
         frontier_png(points, path, recommended=result.recommended, current=result.current)
         return path.read_bytes()
+
+
+def _write_run(
+    target: Path,
+    loaded: Any,
+    result: RunResult,
+    rid: str,
+    thresholds: list[dict[str, Any]],
+    report: bool,
+) -> None:
+    """The run directory, atomically: tables, manifest and (optionally) the report."""
+    from harness.report import plot_files, run_markdown
+    from harness.run import manifest
+    from harness.storage import REQUESTS, SPANS, SUMMARY, write_run
+
+    man = manifest(loaded, result, rid, ["evalx", *sys.argv[1:]], thresholds)
+    extra: dict[str, str | bytes] = {}
+    if report:
+        plots = plot_files(result.requests.to_pandas(), man)
+        extra = {**plots, "report.md": run_markdown(result.summary.to_pandas(), man,
+                                                    {n: n for n in plots})}  # fmt: skip
+    tables = {REQUESTS: result.requests, SPANS: result.spans, SUMMARY: result.summary}
+    write_run(target, tables, man, extra)
+
+
+@app.command("report")
+def report_(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    format_: Annotated[
+        str, typer.Option("--format", help="md or html (one self-contained file).")
+    ] = "md",
+) -> None:
+    """Write report.md (with its figures) or a self-contained report.html for a run."""
+    import pandas as pd
+
+    from harness.report import PLOTS, plot_files, run_html, run_markdown
+
+    if format_ not in ("md", "html"):
+        raise _fail(EvalxError(f"--format {format_!r}: use md or html"))
+    files = [run_dir / n for n in ("manifest.json", "requests.parquet", "summary.parquet")]
+    missing = [f.name for f in files if not f.exists()]
+    if missing:
+        raise _fail(EvalxError(f"{run_dir}: not a run directory (missing {', '.join(missing)})"))
+    man = json.loads(files[0].read_text(encoding="utf-8"))
+    summary = pd.read_parquet(files[2])
+    images = {n: (run_dir / n).read_bytes() for n in PLOTS if (run_dir / n).exists()}
+    if len(images) < len(PLOTS):
+        images = plot_files(pd.read_parquet(files[1]), man)
+        for name, body in images.items():
+            _atomic_write(run_dir / name, body)
+    if format_ == "md":
+        path = run_dir / "report.md"
+        _atomic_write(path, run_markdown(summary, man, {n: n for n in images}).encode())
+    else:
+        path = run_dir / "report.html"
+        _atomic_write(path, run_html(summary, man, images).encode())
+    typer.echo(str(path))
+
+
+@app.command("export-traces")
+def export_traces(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.", show_default=False)],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output file (default: RUN_DIR/traces.otlp.json).", show_default=False),
+    ] = None,
+) -> None:
+    """Write a run's spans as OTLP JSON (OpenTelemetry GenAI conventions), one trace a request."""
+    from harness.otlp import write_otlp
+
+    try:
+        path = write_otlp(run_dir, out or run_dir / "traces.otlp.json")
+    except EvalxError as err:
+        raise _fail(err) from None
+    typer.echo(str(path))
+
+
+def _atomic_write(path: Path, body: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_bytes(body)
+    tmp.replace(path)
+
+
+def default_run_dir(suite: str, rid: str) -> Path:
+    """runs/suite=<name>/run=<id>: a folder of runs reads as one hive-partitioned dataset."""
+    return Path("runs") / f"suite={suite}" / f"run={rid}"
 
 
 def _is_live(suite: Suite) -> bool:

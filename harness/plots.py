@@ -10,9 +10,10 @@ into, and no display needed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,10 +23,19 @@ if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap, Normalize
+    from matplotlib.figure import Figure
     from matplotlib.text import Annotation
     from matplotlib.transforms import Bbox
 
-__all__ = ["FRONTIER_COLUMNS", "frontier_png", "pareto_mask"]
+__all__ = [
+    "FRONTIER_COLUMNS",
+    "cost_png",
+    "frontier_png",
+    "latency_cdf_png",
+    "pareto_mask",
+    "paths_png",
+    "timeline_png",
+]
 
 FRONTIER_COLUMNS = (
     "setting",
@@ -427,3 +437,630 @@ def _contains(box: Bbox, xy: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
     x, y = xy[:, 0], xy[:, 1]
     inside: npt.NDArray[np.bool_] = (x >= box.x0) & (x <= box.x1) & (y >= box.y0) & (y <= box.y1)
     return inside
+
+
+# --- request-level figures --------------------------------------------------------------
+
+
+def latency_cdf_png(
+    requests: pd.DataFrame,
+    path: str | Path,
+    *,
+    title: str = "Latency distribution by route",
+) -> Path:
+    """Draw the empirical CDF of latency per route and for all requests; write a PNG; its path.
+
+    `requests` holds requests.parquet rows (`route` and `latency_ms` are read). The x axis
+    is logarithmic in ms, the y axis the fraction of the route's requests at or below a
+    latency; `all` is black, and its p95 and p99 (numpy's linear percentiles, as in the
+    summary table) are dashed vertical lines. NaN latencies are left out of every
+    fraction. Latencies of 0 ms (requests blocked before any call) count in the fractions
+    but cannot sit on a log axis, so a curve starts at their share; a route with no
+    positive latency is only listed in the legend. An empty table draws "no requests".
+    """
+    fig, ax = _figure()
+    if _no_requests(fig, ax, requests, title):
+        return _save(fig, path)
+    _check_columns(requests, ("route", "latency_ms"), "latency_cdf_png")
+    latency = requests["latency_ms"].to_numpy(dtype=float)
+    known = ~np.isnan(latency)
+    if not known.any():
+        _blank(ax, title, "no known latencies")
+        return _save(fig, path)
+
+    route = _text(requests["route"])
+    routes = _by_count(route[known])
+    colours = _route_colours(routes)
+    for name in routes:
+        values = latency[known & (route == name)]
+        _ecdf(ax, values, colour=colours[name], label=_route_label(name, values), width=1.4)
+    everything = latency[known]
+    _ecdf(ax, everything, colour="black", label=_route_label("all", everything), width=2.4)
+
+    p95, p99 = (float(v) for v in np.percentile(everything, [95, 99]))
+    marks = (("p95", p95, "#444444", -4, "right"), ("p99", p99, _RECOMMENDED, 4, "left"))
+    for name, value, colour, dx, side in marks:  # labels face apart, so close lines stay legible
+        label = f"{name} (all) = {_ms(value)}"
+        if value > 0:
+            ax.axvline(value, color=colour, linestyle="--", linewidth=1.3, label=label, zorder=1)
+            ax.annotate(
+                name,
+                xy=(value, 0.5),
+                xycoords=ax.get_xaxis_transform(),
+                xytext=(dx, 0),
+                textcoords="offset points",
+                rotation=90,
+                ha=side,
+                va="center",
+                color=colour,
+                fontsize="small",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+            )
+        else:  # nothing to mark on a log axis; the value still belongs in the legend
+            ax.plot([], [], color=colour, linestyle="--", linewidth=1.3, label=label)
+
+    positive = everything[everything > 0]
+    if positive.size:
+        low, high = float(positive.min()), float(positive.max())
+        ax.set_xscale("log")
+        ax.set_xlim(low / 1.4, high * 1.4)
+        _plain_log_ticks(ax)
+    else:
+        ax.set_xticks([])
+        _message(ax, "every known latency is 0 ms")
+    zeros = int(np.count_nonzero(everything <= 0))
+    if zeros:
+        ax.text(
+            0.01,
+            0.98,
+            f"{zeros:,} request(s) at 0 ms (blocked before any call): counted in the\n"
+            "fractions, not drawable on a log axis, so curves start above 0",
+            transform=ax.transAxes,
+            ha="left",
+            va="top",
+            fontsize="small",
+            color="#555555",
+        )
+    ax.set_ylim(0.0, 1.0)
+    ax.set_title(title)
+    ax.set_xlabel("latency (ms, log scale)")
+    ax.set_ylabel("fraction of requests at or below")
+    _grid(ax)
+    ax.legend(loc="lower right", fontsize="small", framealpha=0.95)
+    return _save(fig, path)
+
+
+def timeline_png(
+    requests: pd.DataFrame,
+    path: str | Path,
+    *,
+    faults: Sequence[tuple[float, float, str]] = (),
+    spikes: Sequence[tuple[float, float]] = (),
+    bucket_s: float | None = None,
+    title: str = "Success rate and p95 latency over time",
+) -> Path:
+    """Draw success rate and p95 latency per time bucket, with faults and spikes; its path.
+
+    Requests are bucketed by `arrival_s` (seconds since the start); the top panel is the
+    bucket's success rate, the bottom its p95 latency (ms, NaN latencies left out), both
+    against one time axis; a bucket without requests is a gap. Dashed lines show the whole
+    run's value. `faults` are `(start_s, duration_s, label)` windows, shaded in both
+    panels and labelled above the top one (labels that would collide go on a higher row);
+    `spikes` are `(start_s, duration_s)` traffic spikes, hatched and labelled "spike".
+    Windows are clipped to the run's time range; one wholly outside it is only named in
+    the legend. `bucket_s` defaults to a round size giving 40-80 buckets. An empty table
+    draws "no requests". Raises ValueError for a non-positive `bucket_s`.
+    """
+    from matplotlib.figure import Figure
+
+    if bucket_s is not None and not bucket_s > 0:
+        raise ValueError(f"bucket_s must be positive, got {bucket_s}")
+    if len(requests) == 0:
+        fig, ax = _figure()
+        _no_requests(fig, ax, requests, title)
+        return _save(fig, path)
+    _check_columns(requests, ("arrival_s", "success", "latency_ms"), "timeline_png")
+    arrival = requests["arrival_s"].to_numpy(dtype=float)
+    success = requests["success"].to_numpy(dtype=float)
+    latency = requests["latency_ms"].to_numpy(dtype=float)
+
+    span = max(float(np.nanmax(arrival)) if not np.isnan(arrival).all() else 0.0, 0.0)
+    size = bucket_s if bucket_s is not None else _bucket_size(span)
+    n_buckets = max(int(np.floor(span / size)) + 1, 1)
+    end = n_buckets * size
+    bucket = np.clip(np.floor(np.nan_to_num(arrival, nan=-1.0) / size), -1, n_buckets - 1)
+    timed = bucket >= 0
+    index = bucket[timed].astype(int)
+    counts = np.bincount(index, minlength=n_buckets)
+    good = np.bincount(index, weights=np.nan_to_num(success[timed]), minlength=n_buckets)
+    rate = np.full(n_buckets, np.nan)
+    rate[counts > 0] = 100 * good[counts > 0] / counts[counts > 0]
+    p95 = _bucket_p95(index, latency[timed], n_buckets)
+    centre = (np.arange(n_buckets) + 0.5) * size
+
+    fig = Figure(figsize=_SIZE_IN, dpi=_DPI, layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=(1, 1))
+    fig.suptitle(title)
+    top.plot(centre, rate, color=_CURRENT, marker="o", markersize=3, linewidth=1.4, zorder=3)
+    bottom.plot(centre, p95, color=_CURRENT, marker="o", markersize=3, linewidth=1.4, zorder=3)
+    overall_rate = 100 * float(np.nanmean(success)) if not np.isnan(success).all() else np.nan
+    known_latency = latency[~np.isnan(latency)]
+    overall_p95 = float(np.percentile(known_latency, 95)) if known_latency.size else np.nan
+    handles: list[Artist] = []
+    if not np.isnan(overall_rate):
+        top.axhline(overall_rate, color=_OBJECTIVE, linestyle="--", linewidth=1.0, zorder=2)
+    if np.isnan(overall_p95):
+        _message(bottom, "no known latencies")
+    else:
+        bottom.axhline(overall_p95, color=_OBJECTIVE, linestyle="--", linewidth=1.0, zorder=2)
+    handles += _timeline_line_handles(overall_rate, overall_p95, size)
+
+    windows = [
+        _Window(start, start + duration, label, _FAULT_COLOURS[i % len(_FAULT_COLOURS)], False)
+        for i, (start, duration, label) in enumerate(faults)
+    ] + [_Window(start, start + duration, "spike", _SPIKE, True) for start, duration in spikes]
+    for window in windows:
+        shown = window.start < end and window.end > 0
+        if shown:
+            for ax in (top, bottom):
+                window.shade(ax, end)
+        handles.append(window.handle(shown))
+
+    top.set_ylabel("success rate (%)")
+    top.set_ylim(bottom=max(0.0, min(float(np.nanmin(rate)), overall_rate) - 5), top=101)
+    bottom.set_ylabel("p95 latency (ms)")
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel(f"time since start (s), by arrival; {_number(size)} s buckets")
+    bottom.set_xlim(0, end)
+    _comma_ticks(bottom, "y")
+    for ax in (top, bottom):
+        _grid(ax)
+    fig.legend(
+        handles=handles,
+        loc="outside lower center",
+        ncol=min(len(handles), 3),
+        frameon=False,
+        fontsize="small",
+    )
+    _label_windows(fig, top, [w for w in windows if w.start < end and w.end > 0], end)
+    return _save(fig, path)
+
+
+def cost_png(
+    requests: pd.DataFrame,
+    path: str | Path,
+    *,
+    title: str = "Total cost by route and serving tier",
+) -> Path:
+    """Draw total cost (USD) per route as bars stacked by serving tier; write a PNG; its path.
+
+    Reads `route`, `served_by` and `cost_usd` (NaN costs count as 0). Routes go from the
+    dearest to the cheapest, each labelled with its request count; stacks go fast,
+    balanced, premium, any other tier, then `human` and "" (not served); a tier that cost
+    nothing anywhere is left out. Each bar carries its total and cost per request. An
+    empty table draws "no requests".
+    """
+    fig, ax = _figure()
+    if _no_requests(fig, ax, requests, title):
+        return _save(fig, path)
+    _check_columns(requests, ("route", "served_by", "cost_usd"), "cost_png")
+    frame = _frame(
+        route=_text(requests["route"]),
+        tier=_text(requests["served_by"]),
+        cost=np.nan_to_num(requests["cost_usd"].to_numpy(dtype=float)),
+    )
+    table = frame.pivot_table(
+        index="route", columns="tier", values="cost", aggfunc="sum", fill_value=0.0
+    )
+    counts = frame["route"].value_counts()
+    totals = table.sum(axis=1)
+    routes = sorted(table.index, key=lambda r: (-float(totals[r]), str(r)))
+    tiers = [t for t in _tier_order(table.columns) if float(table[t].sum()) > 0]
+    x = np.arange(len(routes))
+    base = np.zeros(len(routes))
+    for tier in tiers:
+        values = table.loc[routes, tier].to_numpy(dtype=float)
+        ax.bar(
+            x,
+            values,
+            bottom=base,
+            width=0.6,
+            color=_tier_colour(tier),
+            edgecolor="white",
+            linewidth=0.6,
+            label=_tier_label(tier),
+            zorder=3,
+        )
+        base += values
+    for i, name in enumerate(routes):
+        total = float(totals[name])
+        per = total / int(counts[name])
+        ax.annotate(
+            f"{_usd(total)}\n{_usd(per)}/req",
+            xy=(float(x[i]), total),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+        )
+    ax.set_xticks(x, [f"{r}\n{int(counts[r]):,} req" for r in routes])
+    high = float(totals.max())
+    ax.set_ylim(0, high * 1.18 if high > 0 else 1.0)
+    half = max(len(routes), _MIN_SLOTS / 2) / 2  # few bars stay bar-sized, centred
+    ax.set_xlim((len(routes) - 1) / 2 - half - 0.1, (len(routes) - 1) / 2 + half + 0.1)
+    ax.set_title(title)
+    ax.set_xlabel("route")
+    ax.set_ylabel("total cost (USD)")
+    _grid(ax, axis="y")
+    if tiers:
+        ax.legend(title="served by", loc="upper right", fontsize="small", framealpha=0.95)
+    else:
+        _message(ax, "no request cost anything")
+    return _save(fig, path)
+
+
+def paths_png(
+    requests: pd.DataFrame,
+    path: str | Path,
+    *,
+    top: int = 12,
+    title: str = "Tier paths: which tiers each request tried",
+) -> Path:
+    """Draw request counts per `tiers_tried` path as horizontal bars; write a PNG; its path.
+
+    The `top` most common paths come first (ties by name), the rest share one "other"
+    bar; "" (no tier tried) is shown as "(none: blocked at input)". Each bar is coloured
+    by the last tier on its path and annotated with its count and success rate (`success`
+    as stored: blocked counts as success). An empty table draws "no requests". Raises
+    ValueError for `top` < 1.
+    """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = _figure()
+    if _no_requests(fig, ax, requests, title):
+        return _save(fig, path)
+    _check_columns(requests, ("tiers_tried", "success"), "paths_png")
+    frame = _frame(
+        path=_text(requests["tiers_tried"]),
+        success=requests["success"].to_numpy(dtype=float),
+    )
+    stats = frame.groupby("path")["success"].agg(["size", "sum"]).reset_index()
+    stats = stats.sort_values(["size", "path"], ascending=[False, True], kind="stable")
+    rows = [
+        (_path_label(str(p)), int(n), float(s), _tier_colour(str(p).split(">")[-1]))
+        for p, n, s in stats.head(top).itertuples(index=False)
+    ]
+    rest = stats.iloc[top:]
+    if len(rest):
+        rows.append(
+            (
+                f"other ({len(rest)} paths)",
+                int(rest["size"].sum()),
+                float(rest["sum"].sum()),
+                _OTHER,
+            )
+        )
+    y = np.arange(len(rows))
+    counts = np.array([n for _, n, _, _ in rows], dtype=float)
+    ax.barh(y, counts, height=0.7, color=[c for *_, c in rows], zorder=3)
+    for i, (_, n, good, _) in enumerate(rows):
+        ax.annotate(
+            f"{n:,}  ({good / n:.1%} success)",
+            xy=(float(counts[i]), float(y[i])),
+            xytext=(4, 0),
+            textcoords="offset points",
+            ha="left",
+            va="center",
+            fontsize="small",
+        )
+    ax.set_yticks(y, [label for label, *_ in rows])
+    ax.set_ylim(max(len(rows), _MIN_SLOTS) - 0.5, -0.5)  # top down; few bars stay bar-sized
+    ax.set_xlim(0, float(counts.max()) * 1.3)
+    ax.set_title(title)
+    ax.set_xlabel("requests")
+    ax.set_ylabel("tiers tried, in order")
+    _comma_ticks(ax, "x")
+    ax.xaxis.set_major_locator(
+        MaxNLocator(integer=True, steps=[1, 2, 2.5, 5, 10])
+    )  # counts: no 0.2 of a request
+    _grid(ax, axis="x")
+    last = {c for *_, c in rows}
+    handles = [
+        _patch(_tier_colour(t), _tier_label(t)) for t in _TIER_ORDER if _tier_colour(t) in last
+    ]
+    if _OTHER in last:
+        handles.append(_patch(_OTHER, "other paths"))
+    ax.legend(handles=handles, title="last tier tried", loc="best", fontsize="small")
+    return _save(fig, path)
+
+
+# --- helpers for the request-level figures ----------------------------------------------
+
+_TIER_ORDER = ("fast", "balanced", "premium", "human", "")
+_TIER_COLOURS = {
+    "fast": "#2ca02c",
+    "balanced": "#1f77b4",
+    "premium": "#9467bd",
+    "human": "#8c8c8c",
+    "": "#c7c7c7",
+}
+_OTHER_TIER = "#bcbd22"
+_OTHER = "#dddddd"
+_NO_PATH = "(none: blocked at input)"
+_SPIKE = "#555555"
+_FAULT_COLOURS = ("#ff7f0e", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
+# Round bucket sizes in seconds; neighbours are at most 2x apart, so one gives 40-80 buckets.
+_BUCKETS = tuple(
+    sorted({m * 10.0**k for m in (1.0, 2.0, 2.5, 5.0) for k in range(-2, 7)} | {15.0, 30.0, 60.0})
+)
+_MAX_BUCKETS = 80
+_CDF_POINTS = 4000
+_MIN_SLOTS = 6  # room for this many bars in a bar chart, however few are drawn
+_ROUTE_PALETTE = (0, 1, 2, 4, 5, 6, 8, 9)  # tab10 without red (p99) and grey (the text)
+
+
+def _frame(**columns: object) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(columns)
+
+
+def _figure() -> tuple[Figure, Axes]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=_SIZE_IN, dpi=_DPI, layout="constrained")
+    return fig, fig.add_subplot()
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    fig.savefig(out, format="png", dpi=_DPI)
+    return out
+
+
+def _no_requests(fig: Figure, ax: Axes, requests: pd.DataFrame, title: str) -> bool:
+    """Turn `ax` into a "no requests" panel when `requests` is empty; whether it was."""
+    if len(requests):
+        return False
+    _blank(ax, title, "no requests")
+    return True
+
+
+def _blank(ax: Axes, title: str, text: str) -> None:
+    """A titled panel with only `text` in it: no ticks, nothing that reads as data."""
+    _message(ax, text)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _message(ax: Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#555555")
+
+
+def _tier_order(tiers: Iterable[object]) -> list[str]:
+    """Known tiers in escalation order, then unknown ones by name, then human and ""."""
+    names = {str(t) for t in tiers}
+    rank = {t: i for i, t in enumerate(_TIER_ORDER)}
+    middle = len(_TIER_ORDER) - 2  # after premium, before human
+    return sorted(names, key=lambda t: (rank.get(t, middle - 0.5), t))
+
+
+def _tier_colour(tier: str) -> str:
+    return _TIER_COLOURS.get(tier, _OTHER_TIER)
+
+
+def _tier_label(tier: str) -> str:
+    return tier if tier else "none (blocked)"
+
+
+def _path_label(path: str) -> str:
+    return " > ".join(path.split(">")) if path else _NO_PATH
+
+
+def _check_columns(requests: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+    missing = [c for c in columns if c not in requests.columns]
+    if missing:
+        raise ValueError(f"{who}: requests lacks column(s) {', '.join(missing)}")
+
+
+def _text(column: pd.Series[Any]) -> npt.NDArray[np.object_]:
+    """A text column as plain `str` objects, missing values as ""."""
+    return np.array(["" if v is None or v != v else str(v) for v in column], dtype=object)
+
+
+def _by_count(values: npt.NDArray[np.object_]) -> list[str]:
+    names, counts = np.unique(values.astype(str), return_counts=True)
+    return [str(n) for _, n in sorted(zip(-counts, names, strict=True))]
+
+
+def _route_colours(routes: Sequence[str]) -> dict[str, str]:
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    palette = colormaps["tab10"]
+    usable = [palette(i) for i in _ROUTE_PALETTE]
+    return {r: to_hex(usable[i % len(usable)]) for i, r in enumerate(sorted(routes))}
+
+
+def _route_label(name: str, values: npt.NDArray[np.float64]) -> str:
+    label = f"{name} (n={values.size:,})"
+    return label if (values > 0).any() else f"{label}, all at 0 ms"
+
+
+def _ecdf(
+    ax: Axes, values: npt.NDArray[np.float64], *, colour: str, label: str, width: float
+) -> None:
+    """A step line of the fraction at or below each positive value (thinned when long)."""
+    ordered = np.sort(values)
+    fraction = np.arange(1, ordered.size + 1) / ordered.size
+    first = int(np.searchsorted(ordered, 0.0, side="right"))
+    x, y = ordered[first:], fraction[first:]
+    if x.size > _CDF_POINTS:
+        keep = np.unique(np.linspace(0, x.size - 1, _CDF_POINTS).astype(int))
+        x, y = x[keep], y[keep]
+    if x.size:  # the jump from the share at 0 ms up to the first positive value
+        x, y = np.r_[x[0], x], np.r_[first / ordered.size, y]
+    ax.step(x, y, where="post", color=colour, linewidth=width, label=label, zorder=3)
+
+
+def _plain_log_ticks(ax: Axes) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _number(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _comma_ticks(ax: Axes, axis: str) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_formatter(FuncFormatter(lambda v, _: _number(v)))
+
+
+def _number(value: float) -> str:
+    """1,000 and 0.5 rather than 1000.0 and 5e-01."""
+    return f"{value:,.0f}" if abs(value) >= 10 or value == int(value) else f"{value:.3g}"
+
+
+def _ms(value: float) -> str:
+    return f"{value:,.0f} ms"
+
+
+def _usd(value: float) -> str:
+    if value == 0:
+        return "$0"
+    return f"${value:,.2f}" if abs(value) >= 1 else f"${value:.3g}"
+
+
+def _grid(ax: Axes, axis: str = "both") -> None:
+    ax.grid(True, axis=axis, color="#e5e5e5", linewidth=0.8, zorder=0)  # type: ignore[arg-type]
+    ax.set_axisbelow(True)
+
+
+def _bucket_size(span: float) -> float:
+    """The smallest round size giving at most `_MAX_BUCKETS` buckets over `span` seconds."""
+    for size in _BUCKETS:
+        if span / size <= _MAX_BUCKETS:
+            return size
+    return _BUCKETS[-1]
+
+
+def _bucket_p95(
+    index: npt.NDArray[np.int_], latency: npt.NDArray[np.float64], n_buckets: int
+) -> npt.NDArray[np.float64]:
+    out = np.full(n_buckets, np.nan)
+    known = ~np.isnan(latency)
+    index, latency = index[known], latency[known]
+    order = np.argsort(index, kind="stable")
+    index, latency = index[order], latency[order]
+    bounds = np.searchsorted(index, np.arange(n_buckets + 1))
+    for i in range(n_buckets):
+        chunk = latency[bounds[i] : bounds[i + 1]]
+        if chunk.size:
+            out[i] = np.percentile(chunk, 95)
+    return out
+
+
+def _timeline_line_handles(overall_rate: float, overall_p95: float, size: float) -> list[Artist]:
+    from matplotlib.lines import Line2D
+
+    handles: list[Artist] = [
+        Line2D([], [], color=_CURRENT, marker="o", ms=3, lw=1.4, label=f"per {_number(size)} s")
+    ]
+    parts = []
+    if not np.isnan(overall_rate):
+        parts.append(f"{overall_rate:.1f}% success")
+    if not np.isnan(overall_p95):
+        parts.append(f"p95 {_ms(overall_p95)}")
+    if parts:
+        label = "whole run: " + ", ".join(parts)
+        handles.append(Line2D([], [], color=_OBJECTIVE, ls="--", lw=1.0, label=label))
+    return handles
+
+
+@dataclass(frozen=True)
+class _Window:
+    """A fault or spike window on the timeline."""
+
+    start: float
+    end: float
+    label: str
+    colour: str
+    spike: bool
+
+    def shade(self, ax: Axes, limit: float) -> None:
+        low, high = max(self.start, 0.0), min(self.end, limit)
+        if self.spike:
+            ax.axvspan(
+                low,
+                high,
+                facecolor="none",
+                edgecolor=self.colour,
+                hatch="//",
+                linewidth=0.0,
+                alpha=0.45,
+                zorder=1,
+            )
+        else:
+            ax.axvspan(low, high, facecolor=self.colour, alpha=0.15, linewidth=0, zorder=1)
+
+    def handle(self, shown: bool) -> Artist:
+        text = self.label if shown else f"{self.label} (not in the run)"
+        if self.spike:
+            return _patch("none", text, hatch="//", edge=self.colour)
+        return _patch(self.colour, text, alpha=0.3)
+
+
+def _patch(
+    colour: str, label: str, *, hatch: str | None = None, edge: str = "none", alpha: float = 1.0
+) -> Artist:
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor=colour, edgecolor=edge, hatch=hatch, alpha=alpha, label=label)
+
+
+def _label_windows(fig: Figure, ax: Axes, windows: Sequence[_Window], limit: float) -> None:
+    """Name each window above `ax`, centred on it, raising a label that would hit another.
+
+    A label is kept within the axes' width (shifted sideways at the edges), so none is
+    cut off by the figure's border.
+    """
+    if not windows:
+        return
+    fig.draw_without_rendering()  # text widths and the axes' pixel scale are known after this
+    frame = ax.get_window_extent()
+    rows: list[list[tuple[float, float]]] = []
+    for window in sorted(windows, key=lambda w: (max(w.start, 0.0), w.end)):
+        middle = (max(window.start, 0.0) + min(window.end, limit)) / 2
+        text = ax.annotate(
+            window.label,
+            xy=(middle, 1.0),
+            xycoords=ax.get_xaxis_transform(),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize="small",
+            color=window.colour if not window.spike else "#333333",
+            annotation_clip=False,
+        )
+        box = text.get_window_extent()
+        shift = min(frame.x1 - box.x1, 0.0) or max(frame.x0 - box.x0, 0.0)  # stay over the axes
+        span = (box.x0 + shift - 6, box.x1 + shift + 6)
+        row = next(
+            (
+                i
+                for i, taken in enumerate(rows)
+                if all(span[1] <= a or span[0] >= b for a, b in taken)
+            ),
+            len(rows),
+        )
+        if row == len(rows):
+            rows.append([])
+        rows[row].append(span)
+        text.xyann = (shift * 72 / fig.dpi, 3 + 13 * row)

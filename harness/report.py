@@ -6,6 +6,7 @@ Only this module and `cli` import rich.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
@@ -346,3 +347,175 @@ def gaps_table(gaps: list[dict[str, Any]]) -> Table | None:
                 cells.append(f"{d:+,.0f}")
         table.add_row(label, *cells)
     return table
+
+
+# --------------------------------------------------------------------------- run reports
+
+PLOTS = {
+    "latency_cdf.png": "Latency CDF per route",
+    "timeline.png": "Success and p95 latency over time, with fault windows and spikes",
+    "cost.png": "Cost per route and tier",
+    "paths.png": "Escalation and fallback paths",
+}
+"""The figures of a run report, by file name."""
+
+
+def fault_windows(manifest: Mapping[str, Any]) -> tuple[list[tuple[float, float, str]],
+                                                         list[tuple[float, float]]]:  # fmt: skip
+    """(faults as (start, end, label), spikes as (start, end)) from a manifest's parameters."""
+    params = manifest.get("parameters", {})
+
+    def get(key: str) -> Any:
+        return params.get(key, {}).get("value")
+
+    faults = []
+    i = 0
+    while get(f"faults.{i}.kind") is not None:
+        start, duration = float(get(f"faults.{i}.start_s")), float(get(f"faults.{i}.duration_s"))
+        label = get(f"faults.{i}.name") or f"{get(f'faults.{i}.kind')}:{get(f'faults.{i}.target')}"
+        faults.append((start, start + duration, str(label)))
+        i += 1
+    spikes = []
+    j = 0
+    while get(f"traffic.spikes.{j}.start_s") is not None:
+        start = float(get(f"traffic.spikes.{j}.start_s"))
+        spikes.append((start, start + float(get(f"traffic.spikes.{j}.duration_s"))))
+        j += 1
+    return faults, spikes
+
+
+def plot_files(requests: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str, bytes]:
+    """Every figure of a run report as PNG bytes."""
+    import tempfile
+    from pathlib import Path
+
+    from harness.plots import cost_png, latency_cdf_png, paths_png, timeline_png
+
+    faults, spikes = fault_windows(manifest)
+    out: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        latency_cdf_png(requests, root / "latency_cdf.png")
+        timeline_png(requests, root / "timeline.png", faults=faults, spikes=spikes)
+        cost_png(requests, root / "cost.png")
+        paths_png(requests, root / "paths.png")
+        for name in PLOTS:
+            out[name] = (root / name).read_bytes()
+    return out
+
+
+def _md_table(summary: pd.DataFrame) -> list[str]:
+    lines = [
+        "| route | requests | success (95% CI) | p50 ms | p95 ms | p99 ms | cost/req | escalated |"
+        " fallback | handoff | violations | prevented |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for r in summary.to_dict("records"):
+        ci = (f"{_pct(float(r['success_rate']))} ({100 * float(r['success_ci_low']):.1f}-"
+              f"{100 * float(r['success_ci_high']):.1f})")  # fmt: skip
+        name = f"**{r['route']}**" if r["route"] == "all" else str(r["route"])
+        lines.append(
+            f"| {name} | {int(r['requests']):,} | {ci} | {_ms(float(r['p50_latency_ms']))} | "
+            f"{_ms(float(r['p95_latency_ms']))} | {_ms(float(r['p99_latency_ms']))} | "
+            f"{_usd(float(r['cost_per_request_usd']))} | {_pct(float(r['escalation_rate']))} | "
+            f"{_pct(float(r['fallback_rate']))} | {_pct(float(r['handoff_rate']))} | "
+            f"{int(r['violations'])} | {int(r['prevented'])} |"
+        )
+    return lines
+
+
+def run_markdown(
+    summary: pd.DataFrame, manifest: Mapping[str, Any], images: Mapping[str, str]
+) -> str:
+    """report.md: what happened in a run, readable without code. `images`: name -> src."""
+    from harness.spec import VIOLATION_KINDS
+
+    pol = manifest.get("policy", {})
+    lines = [
+        f"# evalx run: {manifest.get('suite', '?')}",
+        "",
+        f"Run `{manifest.get('run_id', '?')}`: seed {manifest.get('seed')}, "
+        f"{int(manifest.get('requests', 0)):,} requests over "
+        f"{float(manifest.get('simulated_seconds', 0)):,.0f} s of traffic "
+        f"(computed in {float(manifest.get('wall_seconds', 0)):.2f} s); policy "
+        f"{pol.get('name', '?')} {pol.get('version', '')}; evalx "
+        f"{manifest.get('versions', {}).get('evalx', '?')}; suite hash "
+        f"`{str(manifest.get('suite_hash', ''))[:12]}`.",
+        "",
+        "## Per route",
+        "",
+        *_md_table(summary),
+        "",
+    ]
+    thresholds = manifest.get("thresholds", [])
+    if thresholds:
+        lines += ["## Thresholds", "", "| metric | objective | value | |", "|---|---|--:|---|"]
+        for t in thresholds:
+            value = "no data" if t["value"] is None else f"{t['value']:,.6g}"
+            mark = "✅" if t["passed"] else "❌"
+            lines.append(f"| `{t['key']}` | `{t['expression']}` | {value} | {mark} |")
+        lines.append("")
+    kinds = [k for k in VIOLATION_KINDS
+             if summary[f"violations_{k}"].sum() or summary[f"prevented_{k}"].sum()]  # fmt: skip
+    if kinds:
+        lines += ["## Governance: violations let through / prevented", "",
+                  "| route | " + " | ".join(kinds) + " |",
+                  "|---|" + "--:|" * len(kinds)]  # fmt: skip
+        for r in summary.to_dict("records"):
+            cells = [f"{int(r[f'violations_{k}'])} / {int(r[f'prevented_{k}'])}" for k in kinds]
+            lines.append(f"| {r['route']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if images:
+        lines += ["## Figures", ""]
+        for name, src in images.items():
+            lines += [f"### {PLOTS.get(name, name)}", "", f"![{PLOTS.get(name, name)}]({src})", ""]
+    return "\n".join(lines)
+
+
+def run_html(
+    summary: pd.DataFrame, manifest: Mapping[str, Any], images: Mapping[str, bytes]
+) -> str:
+    """report.html: one self-contained file (images inlined as data URIs)."""
+    import base64
+    import html
+
+    inline = {n: "data:image/png;base64," + base64.b64encode(b).decode() for n, b in images.items()}
+    body = []
+    for line in run_markdown(summary, manifest, {}).splitlines():
+        body.append(line)
+    rows, out, in_table = [], [], False
+    for line in body:
+        if line.startswith("|"):
+            if set(line.replace("|", "").strip()) <= set("-: "):
+                continue
+            cells = [html.escape(c.strip().strip("*`")) for c in line.strip("|").split("|")]
+            tag = "th" if not in_table else "td"
+            rows.append("<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
+            in_table = True
+            continue
+        if in_table:
+            out.append("<table>" + "".join(rows) + "</table>")
+            rows, in_table = [], False
+        if line.startswith("# "):
+            out.append(f"<h1>{html.escape(line[2:])}</h1>")
+        elif line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line).replace('`', '')}</p>")
+    if in_table:
+        out.append("<table>" + "".join(rows) + "</table>")
+    if inline:
+        out.append("<h2>Figures</h2>")
+        for name, src in inline.items():
+            title = html.escape(PLOTS.get(name, name))
+            out.append(
+                f'<figure><img alt="{title}" src="{src}"><figcaption>{title}</figcaption></figure>'
+            )
+    style = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
+             "padding:4px 8px;text-align:right}th{background:#f4f4f4}td:first-child,"
+             "th:first-child{text-align:left}img{max-width:100%}")  # fmt: skip
+    title = html.escape(f"evalx run: {manifest.get('suite', '?')}")
+    return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}"
+            f"</title><style>{style}</style></head><body>\n" + "\n".join(out)
+            + "\n</body></html>\n")  # fmt: skip

@@ -49,7 +49,8 @@ ISSUE_SUMMARY_COLUMNS = [
     "escalation_rate",
     "violations",
 ]
-FILES = {"requests.parquet", "spans.parquet", "summary.parquet", "manifest.json"}
+FILES = {"requests.parquet", "spans.parquet", "summary.parquet", "manifest.json", "report.md",
+         "latency_cdf.png", "timeline.png", "cost.png", "paths.png"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +186,8 @@ def test_manifest(run_dir: tuple[Path, subprocess.CompletedProcess[str]]) -> Non
     assert re.fullmatch(r"[0-9a-f]{64}", manifest["suite_hash"])
     assert manifest["seed"] == 42
     assert manifest["requests"] == REQUESTS
-    assert set(manifest["files"]) == FILES
+    assert set(manifest["files"]) == {"requests.parquet", "spans.parquet", "summary.parquet",
+                                      "manifest.json"}  # fmt: skip
     params = manifest["parameters"]
     assert params["traffic.requests"] == {"value": REQUESTS, "source": "--set"}
     assert params["seed"] == {"value": 42, "source": "suite"}
@@ -227,12 +229,12 @@ def test_default_output_directory(
     )
     assert proc.returncode == 0, proc.stderr
     printed = proc.stdout.strip()
-    assert re.fullmatch(r"runs/support/\d{8}T\d{6}Z-[0-9a-f]{8}", printed), printed
-    (run,) = (tmp_path / "runs" / "support").iterdir()
+    assert re.fullmatch(r"runs/suite=support/run=\d{8}T\d{6}Z-[0-9a-f]{8}", printed), printed
+    (run,) = (tmp_path / "runs" / "suite=support").iterdir()
     assert run == tmp_path / printed
     assert {p.name for p in run.iterdir()} == FILES
     manifest = json.loads((run / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["run_id"] == run.name
+    assert f"run={manifest['run_id']}" == run.name
     assert run.name.endswith(manifest["suite_hash"][:8])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.plots import FRONTIER_COLUMNS, frontier_png, pareto_mask
+from harness.plots import (
+    FRONTIER_COLUMNS,
+    _bucket_size,
+    cost_png,
+    frontier_png,
+    latency_cdf_png,
+    pareto_mask,
+    paths_png,
+    timeline_png,
+)
+from harness.run import simulate
+from harness.spec import load_suite
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -205,3 +217,116 @@ def test_importing_the_module_leaves_matplotlib_unloaded() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "False"
+
+
+# --- request-level figures --------------------------------------------------------------
+
+REQUEST_PLOTS = {
+    "latency_cdf": latency_cdf_png,
+    "timeline": timeline_png,
+    "cost": cost_png,
+    "paths": paths_png,
+}
+
+
+@pytest.fixture(scope="module")
+def run() -> tuple[pd.DataFrame, list[tuple[float, float, str]], list[tuple[float, float]]]:
+    """A small real run of the support suite, with its fault windows and spikes."""
+    suite = load_suite("scenarios/support.yaml", ["traffic.requests=1500"]).suite
+    requests = simulate(suite).requests.to_pandas()
+    faults = [(f.start_s, f.duration_s, f.label) for f in suite.faults]
+    spikes = [(s.start_s, s.duration_s) for s in suite.traffic.spikes]
+    return requests, faults, spikes
+
+
+def draw(name: str, requests: pd.DataFrame, path: Path, **kwargs: object) -> Path:
+    out = REQUEST_PLOTS[name](requests, path, **kwargs)  # type: ignore[operator]
+    assert out == path
+    width, height = png_size(out)
+    assert width >= 500
+    assert height >= 500
+    return out
+
+
+@pytest.mark.parametrize("name", REQUEST_PLOTS)
+def test_request_plots_on_a_real_run(
+    tmp_path: Path, run: tuple[pd.DataFrame, list, list], name: str
+) -> None:
+    requests, faults, spikes = run
+    kwargs: dict[str, object] = {"faults": faults, "spikes": spikes} if name == "timeline" else {}
+    out = draw(name, requests, tmp_path / f"{name}.png", **kwargs)
+    assert png_size(out) == (1080, 720)
+
+
+def some_nan_latency(requests: pd.DataFrame) -> pd.DataFrame:
+    every_third = np.arange(len(requests)) % 3 == 0
+    return requests.assign(latency_ms=np.where(every_third, np.nan, requests["latency_ms"]))
+
+
+DEGENERATE: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    "empty": lambda r: r.iloc[:0],
+    "no-columns": lambda r: pd.DataFrame(),
+    "one-row": lambda r: r.iloc[:1],
+    "blocked-only": lambda r: r[r["tiers_tried"] == ""],
+    "some-nan-latency": some_nan_latency,
+    "all-nan-latency": lambda r: r.assign(latency_ms=np.nan),
+    "missing-text": lambda r: r.assign(route=None, served_by=None, tiers_tried=None),
+}
+
+
+@pytest.mark.parametrize("case", DEGENERATE)
+@pytest.mark.parametrize("name", REQUEST_PLOTS)
+def test_request_plots_on_degenerate_inputs(
+    tmp_path: Path, run: tuple[pd.DataFrame, list, list], name: str, case: str
+) -> None:
+    requests, faults, _ = run
+    kwargs: dict[str, object] = {"faults": faults} if name == "timeline" else {}
+    draw(name, DEGENERATE[case](requests), tmp_path / f"{name}.png", **kwargs)
+
+
+def test_timeline_with_crowded_windows_and_a_fixed_bucket(
+    tmp_path: Path, run: tuple[pd.DataFrame, list, list]
+) -> None:
+    requests, _, _ = run
+    faults = [(10.0, 30.0, "a-long-fault-name"), (15.0, 30.0, "b"), (20.0, 5.0, "c"), (-5, 8, "d")]
+    out = draw(
+        "timeline",
+        requests,
+        tmp_path / "t.png",
+        faults=faults,
+        spikes=[(12.0, 20.0), (10_000.0, 5.0)],
+        bucket_s=0.5,
+    )
+    assert png_size(out) == (1080, 720)
+
+
+def test_paths_keeps_the_top_and_pools_the_rest(
+    tmp_path: Path, run: tuple[pd.DataFrame, list, list]
+) -> None:
+    requests, _, _ = run
+    draw("paths", requests, tmp_path / "p.png", top=1)
+
+
+@pytest.mark.parametrize(
+    ("span", "expected"), [(550.0, 10.0), (124.0, 2.0), (0.0, 0.01), (1e6, 2e4)]
+)
+def test_bucket_size_gives_forty_to_eighty_buckets(span: float, expected: float) -> None:
+    assert _bucket_size(span) == expected
+    if span >= 1:
+        assert 40 <= span / expected <= 80
+
+
+def test_request_plots_reject_what_they_cannot_draw(
+    tmp_path: Path, run: tuple[pd.DataFrame, list, list]
+) -> None:
+    requests, _, _ = run
+    target = tmp_path / "x.png"
+    with pytest.raises(ValueError, match="bucket_s must be positive"):
+        timeline_png(requests, target, bucket_s=0)
+    with pytest.raises(ValueError, match="top must be at least 1"):
+        paths_png(requests, target, top=0)
+    with pytest.raises(ValueError, match=r"lacks column.*latency_ms"):
+        latency_cdf_png(requests.drop(columns="latency_ms"), target)
+    with pytest.raises(ValueError, match=r"lacks column.*cost_usd"):
+        cost_png(requests.drop(columns="cost_usd"), target)
+    assert not target.exists()
