@@ -130,6 +130,23 @@ def run(
             show_default=False,
         ),
     ] = None,
+    replications: Annotated[
+        int | None,
+        typer.Option(
+            help="Run R independent worlds (seeds derived from the suite's).", show_default=False
+        ),
+    ] = None,
+    executor_: Annotated[
+        str, typer.Option("--executor", help="inline, process or dask (for replications).")
+    ] = "inline",
+    workers: Annotated[int, typer.Option(help="Workers for process or dask.")] = 2,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Join an existing Dask cluster (tcp://host:port).", show_default=False),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Reuse the replications an interrupted run finished.")
+    ] = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the run directory.")
     ] = False,
@@ -149,6 +166,10 @@ def run(
 
     overrides = [*(set_ or []), *([f"seed={seed}"] if seed is not None else [])]
     console = Console(stderr=True)
+    if replications is not None:
+        _replicated(suite, overrides, policy, replications, out, executor_, workers, scheduler,
+                    resume, quiet)  # fmt: skip
+        return
     try:
         loaded = load_suite(suite, overrides, policy)
         objectives = compile_thresholds(loaded)
@@ -332,7 +353,19 @@ def sweep(
             help="Output directory (default: runs/<suite>/sweeps/<id>/).", show_default=False
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(help="Processes for the full runs.")] = 1,
+    workers: Annotated[int, typer.Option(help="Workers for the full runs.")] = 1,
+    executor_: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="inline, process or dask (default: inline, or a process pool when --workers > 1).",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Join an existing Dask cluster (tcp://host:port).", show_default=False),
+    ] = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -349,7 +382,6 @@ def sweep(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from harness.executor import executor
     from harness.report import gaps_table, sweep_table
     from harness.run import run_id
     from harness.spec import load_suite
@@ -383,8 +415,9 @@ def sweep(
                 bar.update(tasks[stage], completed=done)
 
             best = confirm if confirm is not None else loaded.suite.sweep.confirm
+            kind = executor_ or ("process" if workers > 1 else "inline")
             result = run_sweep(
-                loaded, axes, confirm=best, executor=executor(workers),
+                loaded, axes, confirm=best, executor=_executor(kind, workers, scheduler),
                 policy=str(policy) if policy else None, progress=progress,
             )  # fmt: skip
             if target is not None:
@@ -462,6 +495,68 @@ def _frontier(frame: Any, result: Any) -> bytes | None:
         path = Path(tmp) / "frontier.png"
         frontier_png(points, path, recommended=result.recommended, current=result.current)
         return path.read_bytes()
+
+
+def _replicated(
+    suite: Path,
+    overrides: list[str],
+    policy: Path | None,
+    replications: int,
+    out: Path | None,
+    kind: str,
+    workers: int,
+    scheduler: str | None,
+    resume: bool,
+    quiet: bool,
+) -> None:
+    """`evalx run --replications R`: R worlds on an executor, reduced in unit order."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from harness.executor import UnitError
+    from harness.replicate import replicate
+    from harness.report import replications_table
+    from harness.run import run_id
+    from harness.spec import load_suite
+
+    err_console = Console(stderr=True)
+    try:
+        loaded = load_suite(suite, overrides, policy)
+        target = out if out is not None else default_run_dir(loaded.suite.name, run_id(loaded))
+        ex = _executor(kind, workers, scheduler)
+        with Progress(TextColumn("replications"), BarColumn(), MofNCompleteColumn(),
+                      console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as bar:  # fmt: skip
+            task = bar.add_task("replications", total=replications)
+            result = replicate(str(suite), overrides, str(policy) if policy else None,
+                               replications, target, executor=ex, resume=resume,
+                               progress=lambda d, t: bar.update(task, completed=d))  # fmt: skip
+    except EvalxError as err:
+        raise _fail(err) from None
+    except UnitError as err:
+        typer.echo(f"error: {err}; finished replications are kept: rerun with --resume",
+                   err=True)  # fmt: skip
+        raise typer.Exit(EXIT_INTERNAL) from None
+    if quiet:
+        typer.echo(str(target))
+        return
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    m = result["manifest"]
+    console.print(f"[bold]{m['suite']}[/bold]  {m['replications']} replications "
+                  f"(seeds from {m['seed']})  executor {kind}", highlight=False)  # fmt: skip
+    console.print(replications_table(result["across"], result["pooled"]))
+    console.print(f"run directory: {target}")
+
+
+def _executor(kind: str, workers: int, scheduler: str | None) -> Any:
+    """The executor asked for on the command line; a bad kind is a usage error."""
+    from harness.executor import executor
+
+    if kind not in ("inline", "process", "dask"):
+        raise EvalxError(f"--executor {kind!r}: use inline, process or dask")
+    if scheduler is not None and kind != "dask":
+        raise EvalxError("--scheduler needs --executor dask")
+    return executor(kind, workers, scheduler)
 
 
 def _write_run(

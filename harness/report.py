@@ -519,3 +519,26 @@ def run_html(
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}"
             f"</title><style>{style}</style></head><body>\n" + "\n".join(out)
             + "\n</body></html>\n")  # fmt: skip
+
+
+def replications_table(stats: pd.DataFrame, pooled: pd.DataFrame) -> Table:
+    """Per route: across-replication mean and 95% t-interval, next to the pooled run."""
+    table = Table(title="Across replications (mean and 95% t-interval)", title_justify="left",
+                  header_style="bold")  # fmt: skip
+    for name in ("route", "replications", "success", "success CI", "pooled CI (Wilson)",
+                 "p95 ms", "p95 CI", "cost/req", "cost CI"):  # fmt: skip
+        table.add_column(name, justify="left" if name == "route" else "right")
+    for route, g in stats.groupby("route", sort=True):
+        m = {str(r["metric"]): r for r in g.to_dict("records")}
+        s, p, c = m["success_rate"], m["p95_latency_ms"], m["cost_per_request_usd"]
+        pool = pooled[pooled["route"] == route].to_dict("records")
+        wilson = "-" if not pool else (
+            f"{100 * float(pool[0]['success_ci_low']):.1f}-"
+            f"{100 * float(pool[0]['success_ci_high']):.1f}")  # fmt: skip
+        table.add_row(
+            str(route), str(int(s["replications"])), _pct(float(s["mean"])),
+            f"{100 * float(s['ci_low']):.1f}-{100 * float(s['ci_high']):.1f}", wilson,
+            _ms(float(p["mean"])), f"{_ms(float(p['ci_low']))}-{_ms(float(p['ci_high']))}",
+            _usd(float(c["mean"])), f"{_usd(float(c['ci_low']))}-{_usd(float(c['ci_high']))}",
+        )  # fmt: skip
+    return table
