@@ -39,3 +39,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/engine.py", *session.posargs)
     session.run("python", "bench/compare.py")
     session.run("python", "bench/screen.py")
+    session.run("python", "bench/scale.py")
