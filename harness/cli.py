@@ -102,9 +102,11 @@ def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> 
 def run(
     suite: SuiteArg,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="Run directory (default: runs/suite=<name>/run=<id>/).", show_default=False
+            help="Run directory or fsspec URL, e.g. s3://bucket/runs/x (default: "
+            "runs/suite=<name>/run=<id>/).",
+            show_default=False,
         ),
     ] = None,
     seed: Annotated[
@@ -161,20 +163,26 @@ def run(
     from harness.report import route_table, thresholds_block, violations_table
     from harness.run import run_id
     from harness.spec import load_suite
-    from harness.storage import check_out
+    from harness.storage import check_out, is_url
     from harness.thresholds import as_records, compile_thresholds, evaluate
 
     overrides = [*(set_ or []), *([f"seed={seed}"] if seed is not None else [])]
     console = Console(stderr=True)
     if replications is not None:
-        _replicated(suite, overrides, policy, replications, out, executor_, workers, scheduler,
-                    resume, quiet)  # fmt: skip
+        if out is not None and is_url(out):
+            raise _fail(EvalxError("--replications writes its parts locally: give a local --out"))
+        _replicated(suite, overrides, policy, replications, Path(out) if out else None,
+                    executor_, workers, scheduler, resume, quiet)  # fmt: skip
         return
+    if otlp_json is not None and out is not None and is_url(out):
+        raise _fail(EvalxError("--otlp-json reads the run back: give a local --out"))
     try:
         loaded = load_suite(suite, overrides, policy)
         objectives = compile_thresholds(loaded)
         rid = run_id(loaded)
-        target = out if out is not None else default_run_dir(loaded.suite.name, rid)
+        target: Path | str = default_run_dir(loaded.suite.name, rid)
+        if out is not None:
+            target = out if is_url(out) else Path(out)
         check_out(target)
         if replay is not None or _is_live(loaded.suite):
             from harness.live import live_run
@@ -187,7 +195,7 @@ def run(
         if otlp_json is not None:
             from harness.otlp import write_otlp
 
-            write_otlp(target, otlp_json)
+            write_otlp(Path(target), otlp_json)
     except EvalxError as err:
         raise _fail(err) from None
     failed = any(not o.passed for o in outcomes)
@@ -560,7 +568,7 @@ def _executor(kind: str, workers: int, scheduler: str | None) -> Any:
 
 
 def _write_run(
-    target: Path,
+    target: Path | str,
     loaded: Any,
     result: RunResult,
     rid: str,

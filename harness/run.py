@@ -128,7 +128,7 @@ def write(
     rid: str,
     argv: list[str],
     thresholds: list[dict[str, Any]] | None = None,
-) -> Path:
+) -> Path | str:
     """Write the run directory atomically."""
     return write_run(
         out,

@@ -43,8 +43,32 @@ def write_table(table: pa.Table, path: Path) -> None:
     )
 
 
-def check_out(out: Path) -> None:
+def is_url(out: str | Path) -> bool:
+    """An fsspec URL (s3://, gs://, memory://, ...) rather than a local path."""
+    text = str(out)
+    return "://" in text and not text.startswith("file://")
+
+
+def _remote(url: str) -> tuple[Any, str]:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        return fs, str(path)
+    except (ImportError, ValueError) as err:
+        raise OutputError(f"{url}: cannot open this location ({err})") from None
+
+
+def check_out(out: Path | str) -> None:
     """Refuse an output directory that exists and is not empty, before any work is done."""
+    if is_url(out):
+        fs, path = _remote(str(out))
+        if fs.exists(path) and fs.ls(path):
+            raise OutputError(
+                f"{out}: output location exists and is not empty; choose another --out"
+            )
+        return
+    out = Path(out)
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -60,15 +84,18 @@ def check_out(out: Path) -> None:
 
 
 def write_run(
-    out: Path,
+    out: Path | str,
     tables: Mapping[str, pa.Table],
     manifest: Mapping[str, Any],
     extra_files: Mapping[str, str | bytes] | None = None,
-) -> Path:
+) -> Path | str:
     """Write tables and manifest into `out` atomically; returns `out`.
 
     `tables` maps file name to table; `extra_files` maps file name to text or bytes.
     """
+    if is_url(out):
+        return _write_remote(str(out), tables, manifest, extra_files or {})
+    out = Path(out)
     check_out(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,3 +134,33 @@ def column_reference() -> str:
     from harness.records import REQUEST_COLUMNS, SPAN_COLUMNS, markdown
 
     return markdown({REQUESTS: REQUEST_COLUMNS, SPANS: SPAN_COLUMNS, SUMMARY: SUMMARY_COLUMNS})
+
+
+def _write_remote(
+    url: str,
+    tables: Mapping[str, pa.Table],
+    manifest: Mapping[str, Any],
+    extra_files: Mapping[str, str | bytes],
+) -> str:
+    """A run directory on an fsspec filesystem, through pyarrow's filesystem layer.
+
+    Object stores have no atomic rename: files go up first and the manifest last, so a
+    location without manifest.json is an incomplete run (readers skip it).
+    """
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, path = _remote(url)
+    check_out(url)
+    arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(fs))  # type: ignore[abstract]
+    fs.makedirs(path, exist_ok=True)
+    for name, table in tables.items():
+        pq.write_table(
+            table, f"{path}/{name}", filesystem=arrow_fs, compression="zstd",
+            row_group_size=1 << 20, write_statistics=True, store_schema=True,
+        )  # fmt: skip
+    for name, body in extra_files.items():
+        fs.pipe_file(f"{path}/{name}", body if isinstance(body, bytes) else body.encode())
+    text = json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n"
+    fs.pipe_file(f"{path}/{MANIFEST}", text.encode())
+    return url

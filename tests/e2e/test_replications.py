@@ -76,3 +76,25 @@ def test_a_failed_unit_leaves_no_result_and_resume_matches_an_uninterrupted_run(
     assert result["manifest"]["resumed"] == 1  # replication 0 was reused
     for name in TABLES:
         assert (whole / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_out_can_be_an_fsspec_url_with_the_same_bytes(evalx: RunEvalx, tmp_path: Path) -> None:
+    args = ["run", SUITE, "--set", FLAGS[0], "-q", "--no-report"]
+    local = evalx(*args, "--out", tmp_path / "local")
+    remote = evalx(*args, "--out", f"local://{tmp_path / 'remote'}")
+    assert local.returncode == 0 and remote.returncode == 0, remote.stderr
+    for name in ("requests.parquet", "spans.parquet", "summary.parquet"):
+        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "remote" / name).read_bytes()
+    again = evalx(*args, "--out", f"local://{tmp_path / 'remote'}")
+    assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_sweep_confirmations_on_dask_equal_inline(evalx: RunEvalx, tmp_path: Path) -> None:
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("stack.escalation.confidence_threshold: [0.5, 0.6, 0.7]\n", encoding="utf-8")
+    for kind in ("inline", "dask"):
+        proc = evalx("sweep", SUITE, "--set", FLAGS[0], "--grid", grid, "--confirm", "2",
+                     "--executor", kind, "--workers", "2", "--out", tmp_path / kind)  # fmt: skip
+        assert proc.returncode in (0, 1), proc.stderr
+    a = (tmp_path / "inline" / "sweep.parquet").read_bytes()
+    assert a == (tmp_path / "dask" / "sweep.parquet").read_bytes()
