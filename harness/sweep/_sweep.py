@@ -166,7 +166,20 @@ def probe(suite: Suite) -> Probe:
     rows = engine.attempts or []
     rid = np.array([r[0] for r in rows], dtype=np.int64)
     counts = np.bincount(rid, minlength=n) if rows else np.zeros(n, np.int64)
-    width = int(max(1, counts.max() if n else 1))
+    # Did a request go on asking for answers after its last good one (a higher tier that
+    # then failed)? Then that answer was not accepted at threshold 1, and the request's real
+    # ending is one more attempt, accepted whatever the threshold.
+    last_ok = np.full(n, -np.inf)
+    if rows:
+        np.maximum.at(last_ok, rid, np.array([r[1] for r in rows], dtype=np.float64))
+    answer = engine.codes["name"].index.get("answer")
+    last_ask = np.full(n, -np.inf)
+    if answer is not None:
+        span_rid = engine.spans.column("request_id")
+        asked = engine.spans.column("name") == answer
+        np.maximum.at(last_ask, span_rid[asked], engine.spans.column("start_s")[asked])
+    went_on = (counts > 0) & (last_ask >= last_ok)
+    width = int(max(1, (counts + went_on).max() if n else 1))
     shape = (n, width)
     conf = np.full(shape, np.inf)
     lat = np.zeros(shape)
@@ -189,7 +202,7 @@ def probe(suite: Suite) -> Probe:
         ok[r, k] = np.asarray(cols[6], dtype=bool)
         tier[r, k] = model_tier[np.asarray(cols[7], dtype=np.int64)]
     # the last attempt is where the probe request really ended: take its recorded outcome
-    m = np.maximum(counts, 1)
+    m = np.maximum(counts + went_on, 1)
     last = m - 1
     idx = np.arange(n)
     conf[idx, last] = np.inf
@@ -198,6 +211,10 @@ def probe(suite: Suite) -> Probe:
     tokens[idx, last] = table["input_tokens"].to_numpy() + table["output_tokens"].to_numpy()
     ok[idx, last] = table["success"].to_numpy()
     served = table["served_by"].to_pylist()
+    served_tier = np.array([tiers.index(t) if t in tiers else -1 for t in served])
+    tier[idx[went_on], last[went_on]] = np.where(
+        served_tier[went_on] >= 0, served_tier[went_on], tier[idx[went_on], last[went_on] - 1]
+    )
     no_answer = counts == 0
     tier[no_answer] = np.array([tiers.index(t) if t in tiers else 0 for t in served])[no_answer][
         :, None

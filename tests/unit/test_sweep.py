@@ -121,3 +121,19 @@ def test_process_pool_gives_the_same_confirmations_as_inline() -> None:
         (r.setting, r.stage, r.route, r.metrics) for r in pooled.rows
     ]
     assert inline.recommended == pooled.recommended
+
+
+@pytest.mark.parametrize("theta", [0.3, 0.6, 0.8])
+def test_screen_is_exact_when_a_request_goes_on_after_its_last_good_answer(theta: float) -> None:
+    """The custom router asks the strong tier, which may time out after a good cheap answer:
+    at a low threshold the cheap answer is accepted; the probe must not lose it."""
+    from harness.sweep._screen import accepted_attempt
+
+    path = ROOT / "examples" / "custom_router" / "suite.yaml"
+    pr = probe(load_suite(path, ["traffic.requests=1500"]).suite)
+    flags = ["traffic.requests=1500", f"stack.escalation.confidence_threshold={theta}"]
+    full = simulate(load_suite(path, flags).suite).requests.to_pandas()
+    k = accepted_attempt(pr.attempts, theta)
+    rows = np.arange(len(k))
+    assert pr.attempts.latency_ms[rows, k].tolist() == full["latency_ms"].tolist()
+    assert pr.attempts.success[rows, k].tolist() == full["success"].tolist()
