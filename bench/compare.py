@@ -29,7 +29,6 @@ depend on the worker count.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -42,6 +41,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import scipy
+from _common import print_targets, write_json  # bench/_common.py, beside this script
 
 from harness.compare import (
     DEFAULT_TOLERANCES,
@@ -194,11 +194,6 @@ def pct(x: dict[str, float]) -> str:
     return f"{100 * x['rate']:5.2f}% ({x['k']}/{x['n']}, {ci})"
 
 
-def verdict(ok: bool) -> str:
-    """PASS or MISS."""
-    return "PASS" if ok else "MISS"
-
-
 def report(fig: dict[str, Any]) -> dict[str, bool]:
     """Print the figures and the targets; return target name -> met."""
     alpha = fig["alpha"]
@@ -251,9 +246,7 @@ def report(fig: dict[str, Any]) -> dict[str, bool]:
         targets[f"power >= {100 * TARGET_POWER:.0f}% (success_rate, 1pp weaker premium tier)"] = (
             pw["flagged"]["rate"] >= TARGET_POWER
         )
-    print()
-    for name, ok in targets.items():
-        print(f"{verdict(ok)}  {name}")
+    print_targets(targets)
     return targets
 
 
@@ -305,10 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fig["total_seconds"] = time.perf_counter() - t0
     targets = report(fig)
     print(f"total {fig['total_seconds']:.0f} s")
-    if args.json is not None:
-        fig["targets"] = {name: verdict(ok) for name, ok in targets.items()}
-        args.json.write_text(json.dumps(fig, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, fig, targets)
     return 0
 
 

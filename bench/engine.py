@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -30,6 +28,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 import simpy
+from _common import machine, print_targets, write_json  # bench/_common.py, beside this script
 
 from harness.engine import Engine, Trace
 from harness.faults import phases, schedule
@@ -197,32 +196,6 @@ def bench_memory(requests: int) -> dict[str, Any]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    """What ran the benchmark."""
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), ""
-        )
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_model": model or platform.processor(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "numpy": np.__version__,
-        "simpy": simpy.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def verdict(ok: bool) -> str:
-    """PASS or MISS."""
-    return "PASS" if ok else "MISS"
-
-
 def report(fig: dict[str, Any]) -> dict[str, bool]:
     """Print the table and the targets; return target name -> met."""
     n, tm, rps, mem = fig["requests"], fig["timings"], fig["requests_per_s"], fig["memory"]
@@ -268,9 +241,7 @@ def report(fig: dict[str, Any]) -> dict[str, bool]:
         targets[f"peak RSS at {mem['requests']:,} requests <= {TARGET_PEAK_GIB} GiB"] = (
             mem["peak_rss_gib"] <= TARGET_PEAK_GIB
         )
-    print()
-    for name, ok in targets.items():
-        print(f"{verdict(ok)}  {name}")
+    print_targets(targets)
     return targets
 
 
@@ -292,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         memory_child(args.memory_child)
         return 0
     n, repeats = args.requests, max(1, args.repeats)
-    host = machine()
+    host = machine(simpy=simpy.__version__)
     print(
         f"machine: {host['cpu_count']} cpus ({host['cpu_model']}), python {host['python']}, "
         f"numpy {host['numpy']}, simpy {host['simpy']}"
@@ -334,10 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "note": CAVEAT,
     }
     targets = report(fig)
-    if args.json is not None:
-        fig["targets"] = {name: verdict(ok) for name, ok in targets.items()}
-        args.json.write_text(json.dumps(fig, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, fig, targets)
     return 0
 
 

@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -38,6 +35,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+from _common import machine, print_targets, write_json  # bench/_common.py, beside this script
 
 from harness.sweep._screen import (
     MEANS,
@@ -129,29 +127,6 @@ def peak_traced_mib(fn: Callable[[], object]) -> float:
         tracemalloc.stop()
 
 
-def machine() -> dict[str, Any]:
-    """What ran the benchmark."""
-    model = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        lines = cpuinfo.read_text().splitlines()
-        model = next(
-            (ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), ""
-        )
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model or platform.processor(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-    }
-
-
-def verdict(ok: bool) -> str:
-    """PASS or MISS."""
-    return "PASS" if ok else "MISS"
-
-
 def report(fig: dict[str, Any]) -> dict[str, bool]:
     """Print the table and the targets; return target name -> met."""
     s, n = fig["settings"], fig["requests"]
@@ -193,9 +168,7 @@ def report(fig: dict[str, Any]) -> dict[str, bool]:
         ),
         "screen equals screen_naive bit for bit on the subset": not bad,
     }
-    print()
-    for name, ok in targets.items():
-        print(f"{verdict(ok)}  {name}")
+    print_targets(targets)
     return targets
 
 
@@ -269,10 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
     }
     targets = report(fig)
-    if args.json is not None:
-        fig["targets"] = {name: verdict(ok) for name, ok in targets.items()}
-        args.json.write_text(json.dumps(fig, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    write_json(args.json, fig, targets)
     return 0
 
 
