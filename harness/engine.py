@@ -414,18 +414,10 @@ class Engine:
         steps = req.tool_steps.tolist()
         prohibited = req.prohibited.tolist()
         high_impact = req.high_impact.tolist()
-        content = self.content
-        asks_prohibited = (self.ec.prohibited_action_name,)
-        asks_high = (self.ec.high_impact_action,)
-        names = self.classes
         heap = self._heap
         pop = heapq.heappop
         n = len(arrivals)
-        ntargets = len(self.servers)
-        jitter = self.tape.jitter
-        handle = self.stack.handle
         advance = self._advance
-        class_tools = self.class_tools
         progress = self.progress
         report_every = max(1, n // 200)
         done = 0
@@ -435,19 +427,8 @@ class Engine:
             if i < n and (not heap or arrivals[i] <= heap[0][0]):
                 t = arrivals[i]
                 self.now = t
-                c = classes[i]
-                tools = class_tools[c]
-                actions = tools[: steps[i]] if steps[i] <= len(tools) else tools
-                if prohibited[i]:
-                    actions += asks_prohibited
-                if high_impact[i]:
-                    actions += asks_high
-                text, planted = content.message(i)
-                info = RequestInfo(
-                    i, t, names[c], in_tok[i], steps[i], tools, partial(jitter, i), text, actions
-                )  # fmt: skip
-                proc = _Proc(i, handle(info), c, ntargets, actions)
-                proc.input_pii = planted
+                proc = self._open(i, t, classes[i], steps[i], in_tok[i], prohibited[i],
+                                  high_impact[i])  # fmt: skip
                 finished = advance(proc, None)
                 i += 1
             elif heap:
@@ -478,6 +459,23 @@ class Engine:
         if progress is not None:
             progress(done)
         return self.trace
+
+    def _open(
+        self, i: int, t: float, c: int, steps: int, in_tok: int, prohibited: bool, high: bool
+    ) -> _Proc:
+        """A request arriving at `t`: what it asks for, its text, its stack generator."""
+        tools = self.class_tools[c]
+        actions = tools[:steps] if steps <= len(tools) else tools
+        if prohibited:
+            actions += (self.ec.prohibited_action_name,)
+        if high:
+            actions += (self.ec.high_impact_action,)
+        text, planted = self.content.message(i)
+        info = RequestInfo(i, t, self.classes[c], in_tok, steps, tools,
+                           partial(self.tape.jitter, i), text, actions)  # fmt: skip
+        proc = _Proc(i, self.stack.handle(info), c, len(self.servers), actions)
+        proc.input_pii = planted
+        return proc
 
     def _push(self, t: float, kind: int, a: Any, b: Any = None, c: Any = None) -> None:
         self._seq += 1

@@ -43,7 +43,7 @@ from harness.stack import (
     ToolResult,
     Wait,
 )
-from harness.stack._effects import ERROR, MALFORMED, OK, RATE_LIMITED, TIMEOUT, RequestInfo
+from harness.stack._effects import ERROR, MALFORMED, OK, RATE_LIMITED, TIMEOUT
 from harness.traffic import Requests
 from harness.world import Tape
 
@@ -115,20 +115,10 @@ class LiveDriver(Engine):
 
     async def _request(self, i: int) -> None:
         req = self.req
-        c = int(req.task_class[i])
-        tools = self.class_tools[c]
-        steps = int(req.tool_steps[i])
-        actions = tools[:steps] if steps <= len(tools) else tools
-        if req.prohibited[i]:
-            actions += (self.ec.prohibited_action_name,)
-        if req.high_impact[i]:
-            actions += (self.ec.high_impact_action,)
-        text, planted = self.content.message(i)
         now = float(req.arrival_s[i])
-        info = RequestInfo(i, now, self.classes[c], int(req.input_tokens[i]), steps, tools,
-                           lambda j: self.tape.jitter(i, j), text, actions)  # fmt: skip
-        proc = _Proc(i, self.stack.handle(info), c, len(self.servers), actions)
-        proc.input_pii = planted
+        proc = self._open(i, now, int(req.task_class[i]), int(req.tool_steps[i]),
+                          int(req.input_tokens[i]), bool(req.prohibited[i]),
+                          bool(req.high_impact[i]))  # fmt: skip
         gen = proc.gen
         outcome: Any = None
         while True:

@@ -23,7 +23,6 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,13 @@ from harness.spec import LoadedSuite, Suite, load_suite
 from harness.spec._load import locate_key
 from harness.stack import make_stack
 from harness.sweep._screen import Attempts, screen
-from harness.thresholds import Threshold, as_records, compile_thresholds, evaluate
+from harness.thresholds import (
+    OPERATORS,
+    Threshold,
+    as_records,
+    compile_thresholds,
+    evaluate,
+)
 from harness.traffic import sample_requests
 from harness.world import sample_tape
 
@@ -338,8 +343,6 @@ def _screen_checks(
         value = screen_value(t, row) if row is not None and not other else None
         if value is None or math.isnan(value):
             continue  # confirmation checks it
-        from harness.thresholds import OPERATORS
-
         passed = OPERATORS[t.op](value, t.limit)
         out.append({"key": t.key, "expression": t.expression, "value": value, "passed": passed})
     return out
@@ -518,10 +521,6 @@ def target_share(loaded: LoadedSuite, target: str, policy: str | None = None) ->
         "share": float(got["share_tier"][0, g, pr.tiers.index(tier)]),
         "set": f"--set {SCREENABLE[0]}={theta!r}",
     }
-
-
-def to_path(p: str | Path) -> Path:
-    return Path(p)
 
 
 # --------------------------------------------------------------------------- outputs
