@@ -33,7 +33,7 @@ from harness.executor import Executor, InlineExecutor
 from harness.faults import phases, schedule
 from harness.records import requests_table
 from harness.spec import LoadedSuite, Suite, load_suite
-from harness.spec._load import locate_key
+from harness.spec._load import locate_key, suggest
 from harness.stack import make_stack
 from harness.sweep._screen import Attempts, screen
 from harness.thresholds import (
@@ -286,11 +286,23 @@ def screen_value(t: Threshold, row: Mapping[str, float]) -> float | None:
     return None
 
 
-def objective_of(text: str) -> tuple[str, str]:
-    """`min cost_per_request_usd` -> ("min", "cost_per_request_usd")."""
+def objective_of(loaded: LoadedSuite) -> tuple[str, str]:
+    """`min cost_per_request_usd` -> ("min", "cost_per_request_usd"); bad ones are located."""
+    text = loaded.suite.sweep.objective
     parts = text.split()
+    metrics = [*METRICS, "escalation_rate"]
+    problem = None
     if len(parts) != 2 or parts[0] not in ("min", "max"):
-        raise SweepError(f"objective {text!r}: write `min METRIC` or `max METRIC`")
+        problem = (f"expected `min METRIC` or `max METRIC`, got {text!r}",
+                   "e.g. min cost_per_request_usd")  # fmt: skip
+    elif parts[1] not in metrics:
+        close = suggest(parts[1], metrics)
+        hint = f"did you mean {close}?" if close else "metrics: " + ", ".join(metrics)
+        problem = (f"unknown metric {parts[1]!r}", hint)
+    if problem is not None:
+        where, line = locate_key(("sweep", "objective"), file=str(loaded.path),
+                                 lines=loaded.lines, overridden=loaded.overrides)  # fmt: skip
+        raise SpecError([Problem(where, line, "sweep.objective", *problem)])
     return parts[0], parts[1]
 
 
@@ -359,11 +371,8 @@ def run_sweep(
 ) -> SweepResult:
     """Screen the grid, confirm the best and the current setting, recommend one."""
     ex = executor or InlineExecutor()
-    suite = loaded.suite
     thresholds = compile_thresholds(loaded)
-    objective = objective_of(suite.sweep.objective)
-    if objective[1] not in METRICS and objective[1] not in ("escalation_rate",):
-        raise SweepError(f"objective metric {objective[1]!r}: use one of {', '.join(METRICS)}")
+    objective = objective_of(loaded)
     settings = grid_settings(loaded, grid)
     flags = _flags(loaded)
     current = _current_setting(loaded, settings)

@@ -67,3 +67,15 @@ def test_grid_file_and_bad_grid(evalx: RunEvalx, support_suite: Path, tmp_path: 
     err = evalx("sweep", support_suite, "--grid", bad, "--out", tmp_path / "b")
     assert err.returncode == 2 and "did you mean confidence_threshold" in err.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_bad_objective_is_a_located_usage_error(
+    evalx: RunEvalx, support_suite: Path, tmp_path: Path
+) -> None:
+    proc = evalx("sweep", support_suite, "--set", "sweep.objective=min cost_per_reqest_usd",
+                 "--out", tmp_path / "s")  # fmt: skip
+    assert proc.returncode == 2 and not (tmp_path / "s").exists()
+    assert proc.stderr.strip() == (
+        "error: --set: sweep.objective: unknown metric 'cost_per_reqest_usd'; "
+        "did you mean cost_per_request_usd?"
+    )
