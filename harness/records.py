@@ -43,6 +43,11 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     ),
     Column("success", "bool", "Correct answer, or a correct refusal (outcome blocked)."),
     Column("latency_ms", "float64", "Arrival to final verdict, milliseconds (queueing included)."),
+    Column(
+        "ttft_ms",
+        "float64",
+        "Arrival to the first token of the answer the user got, milliseconds (null: no answer).",
+    ),
     Column("cost_usd", "float64", "Token cost of every billed model call of the request."),
     Column("input_tokens", "int64", "Prompt tokens over billed model calls."),
     Column("output_tokens", "int64", "Completion tokens over billed model calls."),
@@ -87,6 +92,12 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     Column("start_s", "float64", "Start, seconds of virtual time."),
     Column("duration_ms", "float64", "Duration including queueing, milliseconds."),
     Column("queue_ms", "float64", "Time waiting for capacity, milliseconds."),
+    Column(
+        "ttft_ms",
+        "float64",
+        "Chat: start (queueing included) to first token, milliseconds; a call without token-"
+        "aware latency gets its first token with the whole answer (null: no token).",
+    ),
     Column("status", "string", "ok, error, timeout, rate_limited, malformed or rejected."),
     Column("http.response.status_code", "int16", "HTTP status of a call (0: none, e.g. timeout)."),
     Column("gen_ai.usage.input_tokens", "int64", "Billed prompt tokens."),
@@ -138,6 +149,7 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
             trace.outcome == outcomes.index("blocked")
         )
         yield (trace.end_s - requests.arrival_s) * 1000.0
+        yield (trace.first_token_s - requests.arrival_s) * 1000.0
         yield trace.cost_usd
         yield trace.input_tokens
         yield trace.output_tokens
@@ -161,7 +173,30 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield np.asarray(trace.prompt, dtype=object) if trace.prompt is not None else empty
         yield np.asarray(trace.answer, dtype=object) if trace.answer is not None else empty
 
-    return _table(columns(), REQUEST_COLUMNS)
+    table = _table(columns(), REQUEST_COLUMNS)
+    return _with_log_columns(table, requests)
+
+
+LOG_COLUMNS: tuple[Column, ...] = (
+    Column("source_id", "string", "Log runs: the request's id in the log (`columns.id`)."),
+    Column("tenant", "string", "Log runs: the tenant column of the log (`columns.tenant`)."),
+    Column("session", "string", "Log runs: the session column of the log (`columns.session`)."),
+    Column("label_<column>", "as logged", "Log runs: every log column that is not mapped."),
+)
+"""Columns that requests.parquet gains when traffic replays a log, after the others."""
+
+
+def _with_log_columns(table: pa.Table, requests: Requests) -> pa.Table:
+    import pyarrow as pa
+
+    if requests.ids is not None:
+        field = pa.field("source_id", pa.string(), metadata={"doc": LOG_COLUMNS[0].doc})
+        table = table.append_column(field, pa.array(requests.ids, type=pa.string()))
+    for name, values in requests.extra.items():
+        doc = next((c.doc for c in LOG_COLUMNS if c.name == name), LOG_COLUMNS[-1].doc)
+        array = pa.array(values.tolist(), from_pandas=True)
+        table = table.append_column(pa.field(name, array.type, metadata={"doc": doc}), array)
+    return table
 
 
 def spans_table(trace: Trace) -> pa.Table:
@@ -203,6 +238,7 @@ def spans_table(trace: Trace) -> pa.Table:
         yield (col("end_s") - start) * 1000.0
         del start
         yield col("queue_s") * 1000.0
+        yield (col("first_token_s") - col("start_s")) * 1000.0
         yield np.asarray(STATUSES, dtype=object)[col("status")]
         yield col("http_status")
         yield col("input_tokens")
@@ -220,6 +256,10 @@ def spans_table(trace: Trace) -> pa.Table:
     return _table(columns(), SPAN_COLUMNS)
 
 
+NULL_WHEN_NAN = frozenset({"ttft_ms"})
+"""Float columns whose missing values are null in Parquet (NaN in the engine's buffers)."""
+
+
 def _table(columns: Iterator[np.ndarray], spec: tuple[Column, ...]) -> pa.Table:
     """Arrow table from column arrays produced one at a time, in documented order."""
     import pyarrow as pa
@@ -227,7 +267,8 @@ def _table(columns: Iterator[np.ndarray], spec: tuple[Column, ...]) -> pa.Table:
     sch = schema(spec)
     arrays = []
     for field, values in zip(sch, columns, strict=True):
-        arrays.append(pa.array(values, type=field.type, from_pandas=False))
+        nulls = field.name in NULL_WHEN_NAN  # NaN there means "none": stored as null
+        arrays.append(pa.array(values, type=field.type, from_pandas=nulls))
         del values
     return pa.Table.from_arrays(arrays, schema=sch)
 

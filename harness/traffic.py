@@ -7,7 +7,8 @@ and not on how many requests follow it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,11 @@ class Requests:
     injection: np.ndarray  # bool
     prohibited: np.ndarray  # bool
     high_impact: np.ndarray  # bool
-    texts: tuple[str, ...] | None = None  # from a requests file; None: synthetic text
+    texts: tuple[str, ...] | None = None  # from a requests file or log; None: synthetic text
+    ids: tuple[str, ...] | None = None  # a log's request ids
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
+    """A log's other columns, row-aligned: `tenant`, `session` when mapped, and every
+    unmapped column as `label_<name>`. Kept in requests.parquet as they are."""
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -67,12 +72,32 @@ def sample_requests(suite: Suite) -> Requests:
     """Every request of the suite, deterministic in `suite.seed`.
 
     With `traffic.file` the requests (class, labels) come from the file, in its order,
-    and only arrival times and answer sizes are sampled.
+    and only arrival times and answer sizes are sampled. With `traffic.log` arrivals,
+    token counts and classes come from the log where it has them (see `harness.traffic_log`).
     """
     if suite.traffic.file is not None:
         return _from_file(suite)
-    traffic, seed, n = suite.traffic, suite.seed, suite.traffic.requests
-    names = tuple(traffic.mix)
+    if suite.traffic.log is not None:
+        from harness.traffic_log import from_log
+
+        return from_log(suite)
+    n = suite.traffic.requests
+    draws = sample_draws(suite.traffic, suite.seed, n)
+    return assemble(suite.traffic, arrival_times(suite.traffic, suite.seed), draws)
+
+
+@dataclass(frozen=True)
+class Draws:
+    """The per-request draws of synthetic traffic, before they are turned into requests."""
+
+    task_class: np.ndarray  # int16
+    z_in: np.ndarray  # standard normal, prompt size
+    z_out: np.ndarray  # standard normal, answer size
+    labels: np.ndarray  # (n, 4) uniform: pii, injection, prohibited, high impact
+
+
+def sample_draws(traffic: Traffic, seed: int, n: int) -> Draws:
+    """Class, size and edge-case draws of `n` requests, in blocks (prefix-stable)."""
     classes = list(traffic.mix.values())
     weights = np.array([c.weight for c in classes], dtype=np.float64)
     cdf = np.cumsum(weights / weights.sum())
@@ -83,26 +108,57 @@ def sample_requests(suite: Suite) -> Requests:
     for b, lo, hi in blocks(n):
         cls[lo:hi] = np.minimum(
             np.searchsorted(cdf, generator(seed, _MIX, b).random(hi - lo), side="right"),
-            len(names) - 1,
+            len(classes) - 1,
         )
         z = generator(seed, _TOKENS, b).standard_normal((2, BLOCK))  # full block: prefix-stable
         z_in[lo:hi], z_out[lo:hi] = z[0, : hi - lo], z[1, : hi - lo]
         labels[lo:hi] = generator(seed, _LABELS, b).random((hi - lo, 4))
-    med_in = np.array([c.input_tokens for c in classes], dtype=np.float64)[cls]
-    med_out = np.array([c.output_tokens for c in classes], dtype=np.float64)[cls]
-    spread = np.array([c.token_spread for c in classes])[cls]
+    return Draws(cls, z_in, z_out, labels)
+
+
+def token_sizes(traffic: Traffic, cls: np.ndarray, z: np.ndarray, which: str) -> np.ndarray:
+    """Token counts (int32, >= 1) of `which` (`input` or `output`) from standard normals."""
+    classes = list(traffic.mix.values())
+    med = np.array([getattr(c, f"{which}_tokens") for c in classes], dtype=np.float64)[cls]
+    spreads = [getattr(c, f"{which}_spread") for c in classes]
+    spread = np.array(
+        [c.token_spread if s is None else s for c, s in zip(classes, spreads, strict=True)]
+    )[cls]
+    out: np.ndarray = np.maximum(1, np.rint(med * np.exp(spread * z))).astype(np.int32)
+    return out
+
+
+def assemble(
+    traffic: Traffic,
+    arrivals: np.ndarray,
+    draws: Draws,
+    input_tokens: np.ndarray | None = None,
+    output_tokens: np.ndarray | None = None,
+    **given: Any,
+) -> Requests:
+    """Requests from draws; token counts given (e.g. logged) replace the sampled ones."""
+    cls = draws.task_class
+    classes = list(traffic.mix.values())
     ec = traffic.edge_cases
+    labels = draws.labels
     return Requests(
-        arrival_s=arrival_times(traffic, seed),
+        arrival_s=arrivals,
         task_class=cls,
-        class_names=names,
-        input_tokens=np.maximum(1, np.rint(med_in * np.exp(spread * z_in))).astype(np.int32),
-        output_tokens=np.maximum(1, np.rint(med_out * np.exp(spread * z_out))).astype(np.int32),
+        class_names=tuple(traffic.mix),
+        input_tokens=(
+            token_sizes(traffic, cls, draws.z_in, "input") if input_tokens is None else input_tokens
+        ),
+        output_tokens=(
+            token_sizes(traffic, cls, draws.z_out, "output")
+            if output_tokens is None
+            else output_tokens
+        ),
         tool_steps=np.array([c.tool_steps for c in classes], dtype=np.int16)[cls],
         pii=labels[:, 0] < ec.pii,
         injection=labels[:, 1] < ec.prompt_injection,
         prohibited=labels[:, 2] < ec.prohibited_action,
         high_impact=labels[:, 3] < ec.high_impact,
+        **given,
     )
 
 

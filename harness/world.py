@@ -7,19 +7,27 @@ world (common random numbers), which makes paired comparisons and tape-based swe
 exact. Calls beyond the tape's width (rare: long retry chains) are drawn on demand
 from a generator keyed the same way, so they are just as deterministic.
 
-Correctness is monotone in quality: request i has latent difficulty u_i and model m
-answers it correctly when u_i < quality[m][class]; a stronger model is right on a
-superset of requests.
+Correctness comes from one of two places. Parametric: request i has latent difficulty
+u_i and model m answers it correctly when u_i < quality[m][class]. From data: with
+`world.outcomes`, each request gets a row of a table of per-prompt outcomes (its own row
+when traffic carries ids, else a row drawn for it), and model m is right when its score
+in that row passes the success rule; the joint outcome across models comes from one
+row, so correlations and non-nesting are those of the real models.
+
+A call's latency is either one draw of the whole call or, token-aware, time to first
+token plus per-output-token and per-input-token times, each drawn per call; the engine
+multiplies by the call's tokens, which only it knows.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from harness.spec import Latency, Suite
+from harness.spec import Dist, Latency, Suite
 from harness.traffic import Requests
 from harness.util import BLOCK, blocks, generator, stable_id
 
@@ -29,11 +37,16 @@ JITTERS = 8
 """Backoff jitter draws per request on the tape."""
 
 _DIFFICULTY, _CONF, _CALLS, _TOOLS, _JITTER, _CLASSIFY, _OVERFLOW = 11, 12, 13, 14, 15, 16, 17
+_TOKEN_LATENCY, _OUTCOME_ROWS = 18, 19
 _Z99 = 2.3263478740408408
 
 
-def sample_latency(lat: Latency, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Latency in seconds. Lognormal passes exactly through p50 and p99."""
+def sample_latency(lat: Dist, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Seconds drawn from a distribution of milliseconds. Lognormal passes exactly through
+    p50 and p99; empirical resamples the values uniformly with replacement."""
+    if lat.dist == "empirical":
+        values = np.asarray(lat.values_ms, dtype=np.float64) / 1000.0
+        return values[rng.integers(0, len(values), shape)]
     if lat.dist == "constant":
         return np.full(shape, lat.p50_ms / 1000.0)
     if lat.dist == "exponential":
@@ -42,6 +55,18 @@ def sample_latency(lat: Latency, rng: np.random.Generator, shape: tuple[int, ...
     mu = math.log(lat.p50_ms / 1000.0)
     sigma = (math.log(lat.p99_ms) - math.log(lat.p50_ms)) / _Z99
     return np.exp(mu + sigma * rng.standard_normal(shape))
+
+
+def token_parts(
+    lat: Latency, rng: np.random.Generator, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token-aware latency draws in seconds: (first token, per output token, per prompt token)."""
+    assert lat.ttft is not None
+    ttft = sample_latency(lat.ttft, rng, shape)
+    zero = np.zeros(shape)
+    tok = sample_latency(lat.per_output_token, rng, shape) if lat.per_output_token else zero
+    pre = sample_latency(lat.per_input_token, rng, shape) if lat.per_input_token else zero
+    return ttft, tok, pre
 
 
 def _beta(rng: np.random.Generator, mean: float, conc: float, shape: tuple[int, ...]) -> np.ndarray:
@@ -73,6 +98,35 @@ class Tape:
     classify_pick: np.ndarray  # (n,) which wrong class it picks
     classify_conf_right: np.ndarray  # (n,)
     classify_conf_wrong: np.ndarray  # (n,)
+    token_latency: tuple[Latency | None, ...] = ()  # per model, when token-aware: latency_s
+    # then holds time to first token, and per_token_s / per_input_s the per-token parts
+    per_token_s: np.ndarray | None = None  # (n, M, WIDTH) seconds per output token
+    per_input_s: np.ndarray | None = None  # (n, M, WIDTH) prefill seconds per prompt token
+    correct: np.ndarray | None = None  # (rows, M) bool: outcome table, model right on row
+    outcome_row: np.ndarray | None = None  # (n,) the outcome-table row of each request
+
+    def per_output_token(self, i: int, m: int, k: int) -> float | None:
+        """Seconds per output token of call k (None: model m's latency is the whole call)."""
+        if not self.token_latency or self.token_latency[m] is None:
+            return None
+        if k < WIDTH:
+            assert self.per_token_s is not None
+            return float(self.per_token_s.item(i, m, k))
+        return self._token_overflow(i, m, k)[1]
+
+    def per_input_token(self, i: int, m: int, k: int) -> float:
+        """Prefill seconds per prompt token of call k (0 without a prefill model)."""
+        if k < WIDTH:
+            assert self.per_input_s is not None
+            return float(self.per_input_s.item(i, m, k))
+        return self._token_overflow(i, m, k)[2]
+
+    def _token_overflow(self, i: int, m: int, k: int) -> tuple[float, float, float]:
+        lat = self.token_latency[m]
+        assert lat is not None
+        rng = generator(self.seed, _OVERFLOW, 3, stable_id(self.model_names[m]), i, k)
+        ttft, tok, pre = token_parts(lat, rng, (1,))
+        return float(ttft[0]), float(tok[0]), float(pre[0])
 
     def model_call(self, suite: Suite, i: int, m: int, k: int) -> tuple[float, float, float, float]:
         """(latency_s, error_u, fault_u, args_u) of the k-th call of request i to model m."""
@@ -85,7 +139,11 @@ class Tape:
             )
         name = self.model_names[m]
         rng = generator(self.seed, _OVERFLOW, 0, stable_id(name), i, k)
-        lat = float(sample_latency(suite.models[name].latency, rng, (1,))[0])
+        latency = suite.models[name].latency
+        if latency.token_aware:
+            lat = self._token_overflow(i, m, k)[0]
+        else:
+            lat = float(sample_latency(latency, rng, (1,))[0])
         u = rng.random(3)
         return lat, float(u[0]), float(u[1]), float(u[2])
 
@@ -124,6 +182,10 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
     tool_error_u, tool_fault_u = (np.ones((n, nt, WIDTH), f32) for _ in range(2))
     jitter_u = np.empty((n, JITTERS), f32)
     classify = np.empty((n, 4), f32)
+    token_latency = tuple(m.latency if m.latency.token_aware else None for _, m in models)
+    tokens = any(lat is not None for lat in token_latency)
+    per_token_s = np.zeros((n, nm, WIDTH)) if tokens else None
+    per_input_s = np.zeros((n, nm, WIDTH)) if tokens else None
     clf_name = suite.stack.classifier.model or next(
         name for name, m in models if m.tier == suite.stack.tiers[0]
     )
@@ -147,7 +209,17 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
             inject_u[lo:hi, j] = rng.random(full, f32)[:size]
             leak_u[lo:hi, j] = rng.random(full, f32)[:size]
             rng = generator(seed, _CALLS, stable_id(name), b)
-            latency_s[lo:hi, j] = sample_latency(model.latency, rng, (full, WIDTH))[:size]
+            lat = token_latency[j]
+            if lat is None:
+                latency_s[lo:hi, j] = sample_latency(model.latency, rng, (full, WIDTH))[:size]
+            else:  # own stream: the error and fault rolls below stay those of a plain model
+                assert per_token_s is not None and per_input_s is not None
+                parts = token_parts(lat, generator(seed, _TOKEN_LATENCY, stable_id(name), b),
+                                    (full, WIDTH))  # fmt: skip
+                latency_s[lo:hi, j] = parts[0][:size]
+                per_token_s[lo:hi, j] = parts[1][:size]
+                per_input_s[lo:hi, j] = parts[2][:size]
+                sample_latency(model.latency, rng, (full, WIDTH))  # keep `rng` in step
             u = rng.random((3, full, WIDTH), f32)[:, :size]
             error_u[lo:hi, j], fault_u[lo:hi, j], args_u[lo:hi, j] = u[0], u[1], u[2]
         for j, (name, tool) in enumerate(tools):
@@ -176,4 +248,70 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         classify_pick=classify[:, 1].copy(),
         classify_conf_right=classify[:, 2].copy(),
         classify_conf_wrong=classify[:, 3].copy(),
+        token_latency=token_latency,
+        per_token_s=per_token_s,
+        per_input_s=per_input_s,
+        **_outcome_rows(suite, requests),
     )
+
+
+def _outcome_rows(suite: Suite, requests: Requests) -> dict[str, np.ndarray]:
+    """`world.outcomes`: the table's correctness matrix and each request's row.
+
+    A request with an id takes the row of that id; otherwise it draws a row (of its task
+    class when the table has classes), keyed by (seed, request) like every draw.
+    """
+    spec = suite.world.outcomes
+    if spec is None:
+        return {}
+    from harness.data import DataError, read_outcomes, score_matrix
+
+    table = read_outcomes(spec.path, id=spec.id, model=spec.model, score=spec.score,
+                          task_class=spec.task_class, format=spec.format)  # fmt: skip
+    names = [spec.models.get(m, m) for m in suite.models]
+    ids, scores, classes = score_matrix(table, names)
+    correct = success_mask(spec.success, scores)
+    n = len(requests)
+    if requests.ids is not None:
+        where = {v: r for r, v in enumerate(ids)}
+        missing = [v for v in requests.ids if v not in where]
+        if missing:
+            raise DataError(
+                f"{spec.path}: no outcome for every model of request id {missing[0]!r} "
+                f"({len(missing)} of {n} requests); world.outcomes needs a row per request "
+                "id for each model in world.outcomes.models"
+            )
+        rows = np.array([where[v] for v in requests.ids], dtype=np.int64)
+        return {"correct": correct, "outcome_row": rows}
+    u = np.empty(n)
+    for b, lo, hi in blocks(n):
+        u[lo:hi] = generator(suite.seed, _OUTCOME_ROWS, b).random(BLOCK)[: hi - lo]
+    if classes is None:
+        rows = np.minimum((u * len(ids)).astype(np.int64), len(ids) - 1)
+        return {"correct": correct, "outcome_row": rows}
+    rows = np.empty(n, dtype=np.int64)
+    class_of = np.asarray(classes, dtype=object)
+    for c, name in enumerate(requests.class_names):
+        pool = np.flatnonzero(class_of == name)
+        mine = requests.task_class == c
+        if not mine.any():
+            continue
+        if not len(pool):
+            raise DataError(
+                f"{spec.path}: no outcome rows of task class {name!r}; add rows of that class "
+                "or drop world.outcomes.task_class to draw from every row"
+            )
+        rows[mine] = pool[np.minimum((u[mine] * len(pool)).astype(np.int64), len(pool) - 1)]
+    return {"correct": correct, "outcome_row": rows}
+
+
+def success_mask(rule: str, scores: np.ndarray) -> np.ndarray:
+    """Which scores pass a success rule such as `>= 1.5` (validated by the spec)."""
+    match = re.match(r"\s*(>=|<=|==|>|<)\s*(\S+)\s*$", rule)
+    if match is None:
+        raise ValueError(f"bad success rule {rule!r}; write an operator and a number, e.g. >= 1.5")
+    op, value = match.group(1), float(match.group(2))
+    ops = {">=": np.greater_equal, "<=": np.less_equal, "==": np.equal, ">": np.greater,
+           "<": np.less}  # fmt: skip
+    out: np.ndarray = ops[op](scores, value)
+    return out

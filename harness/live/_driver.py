@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from harness.content import Content
-from harness.engine import _K_CHAT, _K_RETRIEVAL, _K_TOOL, _STATUS, Engine, Trace, _Proc
+from harness.engine import K_CHAT, K_RETRIEVAL, K_TOOL, NAN, STATUS, Engine, Proc, Trace
 from harness.errors import EvalxError
 from harness.faults import Schedule, Window
 from harness.requests_file import judge, load
@@ -138,10 +138,8 @@ class LiveDriver(Engine):
                 if not self.replaying:
                     await asyncio.sleep(eff.seconds)
                 end = now + eff.seconds
-                idx = proc.nspan
-                proc.nspan = idx + 1
-                self._emit((i, idx, 5, self.name_code(eff.reason), 0, 0, 0, now, end, 0.0, 0, 0,
-                            0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0))  # fmt: skip
+                self.spans.emit((i, proc.span_index(), 5, self.name_code(eff.reason), 0, 0, 0, now,
+                                 end, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN))  # fmt: skip
                 now = end
                 outcome = Tick(now)
             elif isinstance(eff, Note):
@@ -161,7 +159,7 @@ class LiveDriver(Engine):
 
     # ------------------------------------------------------------------ models
 
-    async def _model(self, proc: _Proc, eff: CallModel, now: float) -> ModelResult:
+    async def _model(self, proc: Proc, eff: CallModel, now: float) -> ModelResult:
         m = self.model_index[eff.model]
         spec = self.suite.models[eff.model]
         k = proc.calls[m]
@@ -230,17 +228,20 @@ class LiveDriver(Engine):
         proc.in_tok += tin
         proc.out_tok += tout
         proc.cost += cost
-        idx = proc.nspan
-        proc.nspan = idx + 1
         fcode = self.codes["fault"](fault) if fault else 0
-        self._emit((proc.rid, idx, _K_CHAT, self.name_code(eff.purpose), self.model_target[m],
-                    self.model_tier[m], k, now, now + latency, 0.0, _STATUS[res.status],
-                    res.http_status, tin, tout, cost, fcode, 0, 0, 0, 0, 0, 0))  # fmt: skip
+        answered = res.status in (OK, MALFORMED)
+        if answered:  # not streamed: the first token comes with the whole answer
+            res.ttft_s = latency
+        self.spans.emit((proc.rid, proc.span_index(), K_CHAT, self.name_code(eff.purpose),
+                         self.model_target[m], self.model_tier[m], k, now, now + latency, 0.0,
+                         STATUS[res.status], res.http_status, tin, tout, cost, fcode, 0, 0, 0, 0,
+                         0, 0, now + latency if answered else NAN))  # fmt: skip
+        self._delivered(proc, res, now + latency)
         return res
 
     # ------------------------------------------------------------------ tools
 
-    async def _tool(self, proc: _Proc, eff: CallTool, now: float) -> ToolResult:
+    async def _tool(self, proc: Proc, eff: CallTool, now: float) -> ToolResult:
         t = self.tool_index.get(eff.tool)
         if t is None:
             res = ToolResult(ERROR, now, 0.0)
@@ -275,12 +276,10 @@ class LiveDriver(Engine):
         res.now = now + latency
         res.latency_s = latency
         res.result_tokens = spec.result_tokens if res.status == OK else 0
-        idx = proc.nspan
-        proc.nspan = idx + 1
-        kind = _K_RETRIEVAL if self.tool_retrieval[t] else _K_TOOL
-        self._emit((proc.rid, idx, kind, self.tool_name[t], self.tool_target[t], 0, k, now,
-                    res.now, 0.0, _STATUS[res.status], res.http_status, 0, 0, 0.0, 0, 0, 0, 0,
-                    0, 0, 0))  # fmt: skip
+        kind = K_RETRIEVAL if self.tool_retrieval[t] else K_TOOL
+        self.spans.emit((proc.rid, proc.span_index(), kind, self.tool_name[t],
+                         self.tool_target[t], 0, k, now, res.now, 0.0, STATUS[res.status],
+                         res.http_status, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN))  # fmt: skip
         return res
 
     # ------------------------------------------------------------------ HTTP and faults

@@ -560,6 +560,7 @@ def validate(
     file: str,
     lines: LineMap,
     overridden: Collection[KeyPath] = (),
+    files: Mapping[KeyPath, str] | None = None,
 ) -> M:
     """Validate `data` into `model_cls`, or raise `SpecError` with one problem per mistake.
 
@@ -571,7 +572,8 @@ def validate(
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems(exc, data, model_cls, file, lines, overridden)) from exc
+        problems = _problems(exc, data, model_cls, file, lines, overridden, files)
+        raise SpecError(problems) from exc
 
 
 @dataclass
@@ -637,11 +639,12 @@ def _problems(
     file: str,
     lines: LineMap,
     overridden: Collection[KeyPath],
+    files: Mapping[KeyPath, str] | None = None,
 ) -> list[Problem]:
     errors = exc.errors(include_url=False)
     located = [_locate(model_cls, data, tuple(error["loc"])) for error in errors]
     problems = [
-        _problem(errors[i], located[i], file, lines, overridden)
+        _problem(errors[i], located[i], file, lines, overridden, files)
         for i in _meant_members(errors, located)
     ]
     problems = list(dict.fromkeys(problems)) or [Problem(file, None, "", str(exc))]
@@ -689,27 +692,37 @@ def _problem(
     file: str,
     lines: LineMap,
     overridden: Collection[KeyPath],
+    files: Mapping[KeyPath, str] | None = None,
 ) -> Problem:
     path = where.path
     if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
         tag_key = _unquote(str((error.get("ctx") or {}).get("discriminator", "")))
         path = (*path, tag_key) if tag_key else path
     message, hint = _describe(error, where, path)
-    source, line = locate_key(path, file=file, lines=lines, overridden=overridden)
+    source, line = locate_key(path, file=file, lines=lines, overridden=overridden, files=files)
     return Problem(source, line, _dotted(path), message, hint)
 
 
 def locate_key(
-    path: KeyPath, *, file: str, lines: LineMap, overridden: Collection[KeyPath] = ()
+    path: KeyPath,
+    *,
+    file: str,
+    lines: LineMap,
+    overridden: Collection[KeyPath] = (),
+    files: Mapping[KeyPath, str] | None = None,
 ) -> tuple[str, int | None]:
     """Where a problem at `path` should point: ``(file, line)``, or ``("--set", None)``.
 
     The line is that of `path`, or of its nearest written parent when `path` itself is
-    missing. Public so that later checks (e.g. cross references) place their problems
-    exactly as validation does.
+    missing. `files` names the file of keys written in another file than `file` (an
+    included fragment). Public so that later checks (e.g. cross references) place their
+    problems exactly as validation does.
     """
     if _from_override(path, overridden, lines):
         return OVERRIDE_FILE, None
+    depth = _written_depth(path, lines)
+    if files and depth and path[:depth] in files:
+        return files[path[:depth]], lines[path[:depth]]
     return file, _line_of(path, lines)
 
 

@@ -39,6 +39,10 @@ class TaskClass(Strict):
     """Median answer size in tokens before a model's verbosity factor."""
     token_spread: NonNegFloat = 0.3
     """Lognormal sigma of token counts; 0 makes every request exactly the median."""
+    input_spread: NonNegFloat | None = None
+    """Lognormal sigma of prompt sizes, when it differs from `token_spread`."""
+    output_spread: NonNegFloat | None = None
+    """Lognormal sigma of answer sizes, when it differs from `token_spread`."""
     tool_steps: Annotated[int, Field(ge=0)] = 0
     """ReAct steps (think -> tool -> observe) the task needs before the final answer."""
     tools: list[str] = Field(default_factory=list)
@@ -64,6 +68,51 @@ class EdgeCases(Strict):
     """The action an injected instruction asks the model to take."""
 
 
+class LogColumns(Strict):
+    """Which column of the log holds each field evalx knows (unmapped columns become labels)."""
+
+    timestamp: str | None = None
+    """Arrival time: ISO 8601 text, epoch seconds or milliseconds. None: arrivals are sampled
+    from `traffic.rate_per_s` and `spikes`, and the log gives only the requests, in order."""
+    input_tokens: str | None = None
+    """Prompt tokens, used as they are for cost and latency."""
+    output_tokens: str | None = None
+    """Answer tokens, used as they are (times the answering model's verbosity)."""
+    task_class: str | None = None
+    """Task class; values must be classes of `traffic.mix`."""
+    tenant: str | None = None
+    """Customer or API key the request came from."""
+    session: str | None = None
+    """Conversation the request belongs to."""
+    text: str | None = None
+    """The user's message."""
+    id: str | None = None
+    """Request id (joins `world.outcomes` rows to requests)."""
+
+
+class TrafficLog(Strict):
+    """A real request log replayed as traffic: arrivals at the logged times."""
+
+    path: str
+    """The log file, relative to the suite file."""
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+    """File format; None: from the suffix (.csv, .jsonl, .parquet)."""
+    columns: LogColumns
+    """Log column for each evalx field."""
+    timestamp_unit: Literal["auto", "s", "ms", "us", "ns"] = "auto"
+    """Unit of numeric timestamps; `auto` decides by magnitude (epoch s, ms, us or ns)."""
+    sort: bool = False
+    """Sort rows by timestamp instead of rejecting a log that goes back in time."""
+    speed: PositiveFloat = 1.0
+    """Time scaling: 2.0 replays the log twice as fast (twice the load)."""
+    start_s: NonNegFloat = 0.0
+    """Start of the replayed window, seconds of log time after the first logged request."""
+    duration_s: PositiveFloat | None = None
+    """Length of the replayed window, seconds of log time; None: to the end of the log."""
+    requests: Annotated[int, Field(ge=1)] | None = None
+    """Replay only the first N requests of the window."""
+
+
 class Traffic(Strict):
     """How requests arrive and what they ask for."""
 
@@ -72,6 +121,9 @@ class Traffic(Strict):
     file: str | None = None
     """A JSONL file of real requests (text, task_class, labels, assert), relative to the suite;
     replaces the sampled mix's texts and sets the request count."""
+    log: TrafficLog | None = None
+    """A request log to replay (arrival times, token counts, classes, ...); fields the log
+    lacks come from `mix`. Sets the request count."""
     rate_per_s: PositiveFloat = 10.0
     """Mean arrival rate of the Poisson process outside spikes, requests per second."""
     spikes: list[Spike] = Field(default_factory=list)
@@ -87,28 +139,82 @@ class Traffic(Strict):
             raise ValueError("mix needs at least one task class")
         if sum(c.weight for c in self.mix.values()) <= 0:
             raise ValueError("mix weights must not all be 0")
+        if self.log is not None and self.file is not None:
+            raise ValueError("use either `file` (a requests file) or `log` (a request log)")
         return self
 
 
 # --------------------------------------------------------------------------- models and tools
 
 
-class Latency(Strict):
-    """A latency distribution. Lognormal is fitted exactly through p50 and p99."""
+class Dist(Strict):
+    """A distribution of milliseconds: lognormal through p50 and p99, exponential, constant,
+    or empirical (resampled from measured values)."""
 
-    dist: Literal["lognormal", "exponential", "constant"] = "lognormal"
-    """Shape: `lognormal` (p50 and p99), `exponential` (mean_ms) or `constant` (p50_ms)."""
-    p50_ms: PositiveFloat = 800.0
-    """Median latency (lognormal, constant), milliseconds."""
-    p99_ms: PositiveFloat = 4000.0
-    """99th percentile latency (lognormal), milliseconds; must exceed p50_ms."""
+    dist: Literal["lognormal", "exponential", "constant", "empirical"] = "lognormal"
+    """Shape: `lognormal` (p50_ms and p99_ms), `exponential` (mean_ms), `constant` (p50_ms) or
+    `empirical` (values_ms, drawn uniformly with replacement)."""
+    p50_ms: NonNegFloat = 800.0
+    """Median (lognormal, constant), milliseconds."""
+    p99_ms: NonNegFloat = 4000.0
+    """99th percentile (lognormal), milliseconds; must exceed p50_ms."""
     mean_ms: PositiveFloat | None = None
-    """Mean latency (exponential), milliseconds; defaults to p50_ms / ln 2."""
+    """Mean (exponential), milliseconds; defaults to p50_ms / ln 2."""
+    values_ms: list[NonNegFloat] | None = None
+    """Measured values (empirical), milliseconds; `evalx fit` writes quantiles of large samples."""
 
     @model_validator(mode="after")
-    def _ordered(self) -> Latency:
-        if self.dist == "lognormal" and self.p99_ms <= self.p50_ms:
-            raise ValueError("p99_ms must be greater than p50_ms")
+    def _shape(self) -> Dist:
+        if self.dist == "lognormal":
+            if self.p50_ms <= 0:
+                raise ValueError("p50_ms must be greater than 0 for a lognormal")
+            if self.p99_ms <= self.p50_ms:
+                raise ValueError("p99_ms must be greater than p50_ms")
+        if self.dist == "empirical" and not self.values_ms:
+            raise ValueError("an empirical distribution needs values_ms (at least one value)")
+        if self.dist != "empirical" and self.values_ms is not None:
+            raise ValueError("values_ms is only for dist: empirical")
+        return self
+
+
+_TOKEN_PARTS = ("ttft", "per_output_token", "per_input_token")
+
+
+class Latency(Dist):
+    """Service time of one call, excluding queueing.
+
+    Either one distribution of the whole call (`p50_ms`/`p99_ms`, as any `Dist`), or
+    token-aware: time to first token (`ttft`) plus output tokens times `per_output_token`
+    plus prompt tokens times `per_input_token` (prefill, optional). Each part is drawn per
+    call, so long answers and long prompts move the tail. A plain call's first token is
+    taken to arrive with the whole answer (no streaming).
+    """
+
+    ttft: Dist | None = None
+    """Token-aware: time to first token, milliseconds (prefill excluded if `per_input_token`)."""
+    per_output_token: Dist | None = None
+    """Token-aware: time per output token (inter-token latency), milliseconds."""
+    per_input_token: Dist | None = None
+    """Token-aware: prefill time per prompt token, milliseconds (optional)."""
+
+    @property
+    def token_aware(self) -> bool:
+        """Whether the call time is built from first-token and per-token parts."""
+        return self.ttft is not None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Latency:
+        parts = [k for k in _TOKEN_PARTS if getattr(self, k) is not None]
+        if not parts:
+            return self
+        whole = sorted(set(self.model_fields_set) - set(_TOKEN_PARTS))
+        if whole:
+            raise ValueError(
+                f"write either the whole call ({', '.join(whole)}) or its token-aware parts "
+                f"({', '.join(parts)}), not both"
+            )
+        if self.ttft is None:
+            raise ValueError("token-aware latency needs ttft (time to first token)")
         return self
 
 
@@ -211,6 +317,12 @@ class Tool(Strict):
     """Valid arguments a model proposes (the world mutates them for invalid calls)."""
     returns_pii: bool = False
     """Results carry customer personal data (name, email, phone) a model may leak."""
+
+    @model_validator(mode="after")
+    def _whole_call(self) -> Tool:
+        if self.latency.token_aware:
+            raise ValueError("a tool's latency is one distribution of the whole call (no ttft)")
+        return self
 
 
 # --------------------------------------------------------------------------- faults
@@ -421,6 +533,40 @@ class SweepSpec(Strict):
     """Best screened settings re-run through the full engine (plus the current setting)."""
 
 
+# --------------------------------------------------------------------------- world
+
+SUCCESS_RULE = r"^\s*(>=|<=|==|>|<)\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+"""A success condition on a score: an operator and a number, e.g. `>= 1.5`."""
+
+
+class Outcomes(Strict):
+    """Per-prompt outcomes of real models (RouterBench style): correctness from a table."""
+
+    path: str
+    """The table (CSV, JSONL or Parquet), relative to the suite file."""
+    format: Literal["csv", "jsonl", "parquet"] | None = None
+    """File format; None: from the suffix."""
+    id: str = "id"
+    """Column of the prompt id (matched to a log's `id` column when traffic has one)."""
+    model: str = "model"
+    """Column of the model name."""
+    score: str = "score"
+    """Column of the score the success condition reads."""
+    task_class: str | None = None
+    """Column of the prompt's task class: requests without an id draw rows of their class."""
+    success: Annotated[str, Field(pattern=SUCCESS_RULE)] = ">= 0.5"
+    """When a score counts as a correct answer: an operator and a number, e.g. `>= 1.5`."""
+    models: dict[str, str] = Field(default_factory=dict)
+    """Suite model -> model name in the table; models not listed use their own name."""
+
+
+class World(Strict):
+    """Where the world's correctness comes from, beyond each model's `quality` numbers."""
+
+    outcomes: Outcomes | None = None
+    """A table of per-prompt outcomes; None: parametric quality per task class."""
+
+
 # --------------------------------------------------------------------------- suite
 
 
@@ -433,6 +579,9 @@ class Suite(Strict):
     """Free text shown in reports."""
     seed: Annotated[int, Field(ge=0)] = 0
     """Root seed of the world and traffic; same seed => identical records."""
+    include: list[str] = Field(default_factory=list)
+    """Suite fragments (e.g. written by `evalx fit`) merged under this file, in order: later
+    fragments override earlier ones and this file overrides them all."""
     traffic: Traffic
     """Arrivals and request mix."""
     models: dict[str, Model]
@@ -441,6 +590,8 @@ class Suite(Strict):
     """Tools and retrieval stores by name."""
     faults: list[Fault] = Field(default_factory=list)
     """Scheduled fault windows."""
+    world: World = World()
+    """Correctness from a table of per-prompt outcomes, instead of `quality` numbers."""
     stack: Stack = Stack()
     """The routing stack under test."""
     policies: Policy = Policy()

@@ -7,9 +7,11 @@ which the manifest records.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ class LoadedSuite:
     """The policy file came from `--policy`."""
     lines: LineMap = field(default_factory=dict)
     """Line of every key in the suite file, for problems found after loading."""
+    files: dict[tuple[str | int, ...], str] = field(default_factory=dict)
+    """Keys written in an included fragment, and that fragment's file."""
 
     @property
     def suite_hash(self) -> str:
@@ -144,6 +148,7 @@ def load_suite(
     """
     p = Path(path)
     data, lines = load_suite_data(p)
+    data, lines, files = _include(p, data, lines)
     data, overridden = apply_overrides(data, overrides, Suite)
     inline = data.get("policies")
     inline = dict(inline) if isinstance(inline, dict) else {}
@@ -175,13 +180,15 @@ def load_suite(
     traffic = data.get("traffic")
     if isinstance(traffic, dict) and isinstance(traffic.get("file"), str):
         data = {**data, "traffic": {**traffic, "file": str((p.parent / traffic["file"]).resolve())}}
+    for key in (("traffic", "log", "path"), ("world", "outcomes", "path")):
+        data = _resolve_path(data, key, p, files)
     stack = data.get("stack")
     if isinstance(stack, dict) and isinstance(stack.get("factory_path", ["."]), list):
         paths = [str((p.parent / d).resolve()) for d in stack.get("factory_path", ["."])]
         data = {**data, "stack": {**stack, "factory_path": paths}}
-    suite = validate(data, Suite, file=str(p), lines=lines, overridden=overridden)
+    suite = validate(data, Suite, file=str(p), lines=lines, overridden=overridden, files=files)
     problems = [
-        _problem(str(p), lines, overridden, key, message, options)
+        _problem(str(p), lines, overridden, key, message, options, files)
         for key, message, options in reference_problems(suite)
     ]
     if problems:
@@ -195,7 +202,99 @@ def load_suite(
         suite_policy=inline,
         policy_flag=policy is not None,
         lines=lines,
+        files=files,
     )
+
+
+def _include(
+    p: Path, data: dict[str, Any], lines: LineMap
+) -> tuple[dict[str, Any], LineMap, dict[tuple[str | int, ...], str]]:
+    """Merge the suite's `include` fragments under it: later fragments win, the suite last.
+
+    Returns the merged data, the line of every key, and the file of each key written in
+    a fragment (keys the suite writes itself are the suite's).
+    """
+    refs = data.get("include")
+    if refs is None:
+        return data, lines, {}
+    key: tuple[str | int, ...] = ("include",)
+    if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+        raise SpecError([Problem(str(p), lines.get(key), "include",
+                                 "expected a list of fragment files",
+                                 "write include: [fragment.yaml, ...]")])  # fmt: skip
+    merged: dict[str, Any] = {}
+    merged_lines: LineMap = {}
+    files: dict[tuple[str | int, ...], str] = {}
+    for j, ref in enumerate(refs):
+        frag = p.parent / ref
+        if not frag.is_file():
+            raise SpecError([Problem(str(p), lines.get((*key, j), lines.get(key)), f"include.{j}",
+                                     f"fragment {frag} not found",
+                                     "paths are relative to the suite file")])  # fmt: skip
+        frag_data, frag_lines = load_suite_data(frag)
+        if "include" in frag_data:
+            raise SpecError([Problem(str(frag), frag_lines.get(key), "include",
+                                     "a fragment cannot include other fragments",
+                                     "list every fragment in the suite's include")])  # fmt: skip
+        frag_data = _relative_paths(frag_data, frag.parent, p.parent)
+        _shadow(merged_lines, files, frag_lines, frag_data)
+        merged = _merge(merged, frag_data)
+        for path, line in frag_lines.items():
+            merged_lines[path] = line
+            files[path] = str(frag)
+    own = {k: v for k, v in data.items() if k != "include"}
+    _shadow(merged_lines, files, lines, own)
+    merged = _merge(merged, own)
+    for path, line in lines.items():
+        merged_lines[path] = line
+        files.pop(path, None)
+    merged["include"] = refs
+    return merged, merged_lines, files
+
+
+def _shadow(
+    lines: LineMap, files: dict[tuple[str | int, ...], str], over_lines: LineMap, over: Any
+) -> None:
+    """Forget the lines of keys that `over` replaces whole (lists and scalars)."""
+    for path in list(lines):
+        for depth in range(1, len(path) + 1):
+            prefix = path[:depth]
+            if prefix in over_lines and not isinstance(_dig(over, [str(k) for k in prefix]), dict):
+                if prefix != path:
+                    del lines[path]
+                    files.pop(path, None)
+                break
+
+
+_FRAGMENT_PATHS = (("traffic", "log", "path"), ("world", "outcomes", "path"), ("traffic", "file"))
+
+
+def _relative_paths(data: dict[str, Any], frag_dir: Path, suite_dir: Path) -> dict[str, Any]:
+    """File paths in a fragment are relative to the fragment: rewrite them for the suite."""
+    for key in _FRAGMENT_PATHS:
+        node: Any = data
+        for k in key[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(key[-1]), str):
+            node[key[-1]] = os.path.relpath((frag_dir / node[key[-1]]).resolve(), suite_dir)
+    return data
+
+
+def _resolve_path(
+    data: dict[str, Any], key: tuple[str, ...], p: Path, files: Mapping[Any, str]
+) -> dict[str, Any]:
+    """`data` with the file path at `key` made absolute, relative to the suite file."""
+    node: Any = data
+    for k in key[:-1]:
+        node = node.get(k) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or not isinstance(node.get(key[-1]), str):
+        return data
+    out = copy.deepcopy(data)
+    inner: Any = out
+    for k in key[:-1]:
+        inner = inner[k]
+    inner[key[-1]] = str((p.parent / node[key[-1]]).resolve())
+    return out
 
 
 def _problem(
@@ -205,9 +304,10 @@ def _problem(
     key: tuple[str | int, ...],
     message: str,
     options: list[str],
+    files: Mapping[tuple[str | int, ...], str] | None = None,
 ) -> Problem:
     """A cross-reference problem located like a validation problem, with a did-you-mean."""
-    where, line = locate_key(key, file=file, lines=lines, overridden=overridden)
+    where, line = locate_key(key, file=file, lines=lines, overridden=overridden, files=files)
     bad = message.split("'")[1] if message.count("'") >= 2 else str(key[-1])
     close = suggest(bad, options) if options else None
     if close:

@@ -136,6 +136,7 @@ class ModelResult:
     proposed_tool = ""  # step calls: the tool the model asks to call
     tool_args: Mapping[str, Any] | None = None  # step calls: the arguments it proposes
     proposed_action: str | None = None  # an action it proposes on its own (e.g. injected)
+    ttft_s = float("nan")  # call start to first token, seconds (NaN: no token, or unknown)
 
     def __init__(self, status: str, now: float, latency_s: float) -> None:
         self.status = status

@@ -1,0 +1,348 @@
+"""The world side of a call: the tape's draws, fault windows, the answer, and its price.
+
+For a model call: latency (total, or time to first token plus per-token times), error
+and fault rolls from the tape; fault windows active now; then correctness, confidence,
+tokens and cost of the answer. A tool call likewise, with degraded retrieval and flaky
+tools. Whatever the call's fate, it ends up at a `Servers` method that records its span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from harness.content import Content
+from harness.engine._request import Proc
+from harness.engine._scoring import Scoring
+from harness.engine._servers import Server, Servers
+from harness.engine._trace import K_CHAT, K_RETRIEVAL, K_TOOL, NAN, NO_MARK, Codes
+from harness.faults import Schedule, Window
+from harness.spec import EdgeCases, Suite, Tool
+from harness.stack import CallModel, CallTool, ModelResult, ToolResult
+from harness.stack._effects import ERROR, MALFORMED, OK, RATE_LIMITED
+from harness.world import WIDTH, Tape
+
+STEP_OUTPUT_SHARE = 0.25
+"""A ReAct step's output (thought + tool arguments) relative to the task's answer size."""
+
+
+class Calls(Servers, Scoring):
+    """Model and tool calls against the world, scored as they leave the stack."""
+
+    suite: Suite
+    tape: Tape
+    faults: Schedule
+    content: Content
+    servers: list[Server]
+    codes: dict[str, Codes]
+    name_code: Codes
+    name_ids: dict[str, int]
+    model_index: dict[str, int]
+    tool_index: dict[str, int]
+    nm: int
+    classes: tuple[str, ...]
+    tools: Mapping[str, Tool]
+    ec: EdgeCases
+    budget: int | None
+
+    def _init_calls(self, suite: Suite) -> None:
+        models = list(suite.models.values())
+        tools = list(suite.tools.values())
+        classes = self.classes
+        codes = self.codes
+        self.quality = [[m.quality.get(c, m.default_quality) for c in classes] for m in models]
+        self.correct: np.ndarray | None = self.tape.correct
+        self.outcome_row: list[int] | None = (
+            self.tape.outcome_row.tolist() if self.tape.outcome_row is not None else None
+        )
+        self.price_in = [m.price.input_per_mtok / 1e6 for m in models]
+        self.price_out = [m.price.output_per_mtok / 1e6 for m in models]
+        self.verbosity = [m.verbosity for m in models]
+        self.error_rate = [m.error_rate for m in models]
+        self.malformed_rate = [m.malformed_rate for m in models]
+        self.inject = [m.injection_susceptibility for m in models]
+        self.bad_args = [m.invalid_tool_args_rate for m in models]
+        self.hallucinate = [m.hallucinated_tool_rate for m in models]
+        self.leak = [m.pii_leak_rate for m in models]
+        self.tool_pii = [t.returns_pii for t in tools]
+        self.tool_retrieval = [t.kind == "retrieval" for t in tools]
+        self.tool_error = [t.error_rate for t in tools]
+        self.tool_tokens = [t.result_tokens for t in tools]
+        clf = suite.stack.classifier
+        self.clf_accuracy = clf.accuracy
+        self.clf_tokens = clf.output_tokens
+        self.model_target = [codes["target"](name) for name in suite.models]
+        self.model_tier = [codes["tier"](m.tier) for m in models]
+        self.model_tier_name = [m.tier for m in models]
+        self.tool_target = [codes["target"](name) for name in suite.tools]
+        self.tool_name = [codes["name"](name) for name in suite.tools]
+        self.out_tokens: list[int] = self.req_output_tokens
+        self.injection: list[bool] = self.req_injection
+
+    req_output_tokens: list[int]
+    req_injection: list[bool]
+
+    # ------------------------------------------------------------------ models
+
+    def _call_model(self, proc: Proc, eff: CallModel) -> None:
+        now = self.now
+        m = self.model_index[eff.model]
+        rid = proc.rid
+        k = proc.calls[m]
+        proc.calls[m] = k + 1
+        proc.mcalls += 1
+        tape = self.tape
+        if k < WIDTH:
+            lat = tape.latency_s.item(rid, m, k)
+            err_u = tape.error_u.item(rid, m, k)
+            fault_u = tape.fault_u.item(rid, m, k)
+            args_u = tape.args_u.item(rid, m, k)
+        else:
+            lat, err_u, fault_u, args_u = tape.model_call(self.suite, rid, m, k)
+        res = ModelResult(OK, now, 0.0)
+        res.purpose = eff.purpose
+        res.model = eff.model
+        fault = ""
+        fast = hang = False
+        windows = self.faults.models[m]
+        if windows:
+            for w in windows:
+                if w.start_s <= now < w.end_s and fault_u < w.probability:
+                    fault = w.label if not fault else fault + "+" + w.label
+                    kind = w.kind
+                    if kind == "latency" or kind == "slow_first_token":
+                        lat += w.add_s + w.jitter_s * (fault_u / w.probability)
+                    elif kind == "malformed":
+                        res.status = MALFORMED
+                    elif kind == "timeout":
+                        hang = True
+                    else:
+                        fast = True
+                        _fail_fast(res, w)
+        server = self.servers[m]
+        if not fast and not hang:
+            wait = server.admit(now) if server.rps else 0.0
+            if wait > 0.0:
+                fast = True
+                res.status = RATE_LIMITED
+                res.http_status = 429
+                res.retry_after_s = wait
+            elif res.status == OK:
+                er = self.error_rate[m]
+                if err_u < er:
+                    res.status = ERROR
+                    res.http_status = 500
+                elif err_u < er + self.malformed_rate[m]:
+                    res.status = MALFORMED
+        purpose = eff.purpose
+        name = self.name_ids.get(purpose)
+        if name is None:
+            name = self.name_code(purpose)
+        head = (rid, proc.span_index(), K_CHAT, name, self.model_target[m], self.model_tier[m], k)
+        fcode = self.codes["fault"](fault) if fault else 0
+        mark = self._input_mark(proc, eff)
+        if fast or hang:
+            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang, mark)
+            return
+        if res.status == OK or res.status == MALFORMED:
+            tin, tout, cost = self._answer(proc, res, eff, m, args_u)
+            if self.budget is not None and mark == NO_MARK:
+                total = proc.in_tok + proc.out_tok + tin + tout
+                if total > self.budget:
+                    mark = proc.violate("budget_overrun", "budget")
+            tok = tape.per_output_token(rid, m, k)
+            if tok is None:  # total latency: the first token comes with the whole answer
+                service = ttft = lat
+            else:
+                ttft = lat + tin * tape.per_input_token(rid, m, k)
+                service = ttft + tout * tok
+            self._serve(proc, res, server, head, fcode, service, eff.timeout_s, tin, tout, cost,
+                        mark, ttft)  # fmt: skip
+        else:
+            self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0, mark)
+
+    def _answer(
+        self, proc: Proc, res: ModelResult, eff: CallModel, m: int, args_u: float
+    ) -> tuple[int, int, float]:
+        """What the world says about a response: correctness, confidence, proposals, tokens."""
+        tape = self.tape
+        rid = proc.rid
+        cls = proc.cls
+        purpose = eff.purpose
+        if purpose == "classify":
+            out = self.clf_tokens
+            right = tape.classify_u.item(rid) < self.clf_accuracy
+            if right:
+                res.predicted_class = self.classes[cls]
+                res.confidence = tape.classify_conf_right.item(rid)
+            else:
+                others = [c for j, c in enumerate(self.classes) if j != cls] or [self.classes[cls]]
+                pick = min(int(tape.classify_pick.item(rid) * len(others)), len(others) - 1)
+                res.predicted_class = others[pick]
+                res.confidence = tape.classify_conf_wrong.item(rid)
+            res.correct = right
+        else:
+            base = self.out_tokens[rid] * self.verbosity[m]
+            if purpose == "answer":
+                out = max(1, round(base))
+                right = self._right(proc, m, eff.degraded)
+                res.correct = right
+                res.confidence = (
+                    tape.conf_right.item(rid, m) if right else tape.conf_wrong.item(rid, m)
+                )
+                leaked = None
+                if self.leak[m] and tape.leak_u.item(rid, m) < self.leak[m]:
+                    seen = [*proc.customer_pii]
+                    if proc.input_pii is not None and proc.input_pii in eff.prompt:
+                        seen.append(proc.input_pii)
+                    leaked = seen[0] if seen else None
+                res.text = self.content.answer(rid, leaked)
+            else:
+                out = max(1, round(base * STEP_OUTPUT_SHARE))
+                res.confidence = 1.0
+                self._propose(res, eff.tool or "", m, args_u)
+            if proc.saw_injection and tape.inject_u.item(rid, m) < self.inject[m]:
+                action = self.ec.injected_action
+                res.proposed_action = action
+                proc.injected.add(action)
+        cap = eff.max_output_tokens
+        if cap is not None and out > cap:
+            out = cap
+            res.truncated = True
+        res.input_tokens = tin = eff.input_tokens
+        res.output_tokens = out
+        return tin, out, tin * self.price_in[m] + out * self.price_out[m]
+
+    def _right(self, proc: Proc, m: int, degraded: bool) -> bool:
+        """Whether model m answers request `proc` correctly.
+
+        From the outcome table's row for the request when the world has one, else from
+        the latent difficulty against the model's quality for the class. Degraded context
+        costs a share `penalty` of the chance of being right either way.
+        """
+        rid = proc.rid
+        u = self.tape.difficulty.item(rid)
+        if self.correct is not None and self.outcome_row is not None:
+            right = bool(self.correct.item(self.outcome_row[rid], m))
+            return right and not (degraded and u < proc.penalty)
+        q = self.quality[m][proc.cls]
+        if degraded:
+            q *= 1.0 - proc.penalty
+        return bool(u < q)
+
+    def _propose(self, res: ModelResult, tool: str, m: int, u: float) -> None:
+        """The tool call a ReAct step proposes: the planned one, or a bad one by the tape."""
+        bad = self.bad_args[m]
+        spec = self.tools.get(tool)
+        example = spec.args_example if spec is not None else {}
+        if u < bad:
+            res.proposed_tool = tool
+            res.tool_args = broken_args(example, spec.args_schema if spec is not None else None)
+        elif u < bad + self.hallucinate[m]:
+            res.proposed_tool = f"{tool}_v2"  # a tool that does not exist
+            res.tool_args = example
+        else:
+            res.proposed_tool = tool
+            res.tool_args = example
+
+    # ------------------------------------------------------------------ tools
+
+    def _call_tool(self, proc: Proc, eff: CallTool) -> None:
+        now = self.now
+        rid = proc.rid
+        mark = self._action_mark(proc, eff)
+        t = self.tool_index.get(eff.tool)
+        if t is None:  # no such tool: the endpoint answers 404 at once
+            res = ToolResult(ERROR, now, 0.0)
+            res.http_status = 404
+            codes = self.codes
+            head = (rid, proc.span_index(), K_TOOL, self.name_code(eff.tool),
+                    codes["target"](eff.tool), 0, 0)  # fmt: skip
+            self._fail_now(proc, res, head, 0, eff.timeout_s, False, mark)
+            return
+        slot = self.nm + t
+        k = proc.calls[slot]
+        proc.calls[slot] = k + 1
+        proc.tcalls += 1
+        tape = self.tape
+        if k < WIDTH:
+            lat = tape.tool_latency_s.item(rid, t, k)
+            err_u = tape.tool_error_u.item(rid, t, k)
+            fault_u = tape.tool_fault_u.item(rid, t, k)
+        else:
+            lat, err_u, fault_u = tape.tool_call(self.suite, rid, t, k)
+        res = ToolResult(OK, now, 0.0)
+        fault = ""
+        fast = hang = False
+        for w in self.faults.tools[t]:
+            if w.start_s <= now < w.end_s and fault_u < w.probability:
+                fault = w.label if not fault else fault + "+" + w.label
+                kind = w.kind
+                if kind == "latency":
+                    lat += w.add_s + w.jitter_s * (fault_u / w.probability)
+                elif kind == "timeout":
+                    hang = True
+                elif kind == "degraded_retrieval":
+                    res.degraded = True
+                    proc.penalty = max(proc.penalty, w.quality_penalty)
+                elif kind == "flaky_tool":
+                    res.status = ERROR
+                    res.http_status = 500
+                else:
+                    fast = True
+                    _fail_fast(res, w)
+        server = self.servers[slot]
+        if not fast and not hang:
+            if server.rps and server.admit(now) > 0.0:
+                fast = True
+                res.status = RATE_LIMITED
+                res.http_status = 429
+            elif res.status == OK and err_u < self.tool_error[t]:
+                res.status = ERROR
+                res.http_status = 500
+        if res.status == OK:
+            res.result_tokens = self.tool_tokens[t]
+            returns_pii = self.tool_pii[t]
+            res.text = self.content.tool_result(rid, eff.tool, returns_pii)
+            if returns_pii and not proc.customer_pii:
+                proc.customer_pii = self.content.customer_pii(rid)
+            if self.injection[rid]:
+                proc.saw_injection = True
+        kind_code = K_RETRIEVAL if self.tool_retrieval[t] else K_TOOL
+        head = (rid, proc.span_index(), kind_code, self.tool_name[t], self.tool_target[t], 0, k)
+        fcode = self.codes["fault"](fault) if fault else 0
+        if fast or hang:
+            self._fail_now(proc, res, head, fcode, eff.timeout_s, hang, mark)
+            return
+        self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0, mark, NAN)
+
+
+def broken_args(example: Mapping[str, Any], schema: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Arguments that fail `schema`: a required field dropped, else a field of the wrong type."""
+    args = dict(example)
+    required = list(schema.get("required", [])) if schema else []
+    if required and required[0] in args:
+        del args[required[0]]
+    elif args:
+        key = next(iter(args))
+        args[key] = [] if not isinstance(args[key], list) else "not-a-list"
+    else:
+        args["unexpected"] = True
+    return args
+
+
+def _fail_fast(res: ModelResult | ToolResult, w: Window) -> None:
+    """An outage, HTTP error or injected 429: the call fails without using capacity."""
+    if w.kind == "rate_limit":
+        res.status = RATE_LIMITED
+        res.http_status = 429
+        if isinstance(res, ModelResult):
+            res.retry_after_s = w.retry_after_s
+    elif w.kind == "outage":
+        res.status = ERROR
+        res.http_status = 503
+    else:
+        res.status = ERROR
+        res.http_status = w.status

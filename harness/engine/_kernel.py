@@ -1,0 +1,91 @@
+"""The kernel: virtual time and an event heap, nothing else.
+
+Events are ordered by (time, sequence), so ties resolve in the order they were
+scheduled and a run is deterministic (SimPy orders its heap the same way). Arrivals
+come from a sorted list merged with the heap rather than being pushed, which keeps the
+heap small. The kernel knows four event kinds and what to call for each; what a
+request, a server or a call *is* belongs to the layers above.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any
+
+RESUME, RELEASE, RESUME_RELEASE, QUEUE_TIMEOUT = 0, 1, 2, 3
+"""Event kinds: resume a request with an outcome; free a server slot; both at once (a
+call that completed in time); a queued call's caller gave up."""
+
+
+class Kernel:
+    """Virtual time (`now`) and the event heap. Subclasses supply the four handlers."""
+
+    now: float
+    _heap: list[tuple[float, int, int, Any, Any, Any]]
+    _seq: int
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._heap = []
+        self._seq = 0
+
+    def _push(self, t: float, kind: int, a: Any, b: Any = None, c: Any = None) -> None:
+        """Schedule an event of `kind` at virtual time `t` with arguments (a, b, c)."""
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, kind, a, b, c))
+
+    # Handlers. Each returns True when the request it advanced finished.
+    def _advance(self, proc: Any, outcome: Any) -> bool:
+        raise NotImplementedError
+
+    def _release(self, server: Any) -> None:
+        raise NotImplementedError
+
+    def _resume_release(self, proc: Any, outcome: Any, server: Any) -> bool:
+        raise NotImplementedError
+
+    def _queue_timeout(self, call: Any) -> bool:
+        raise NotImplementedError
+
+    def _loop(
+        self,
+        arrivals: list[float],
+        arrive: Callable[[int, float], bool],
+        finished: Callable[[], None],
+    ) -> int:
+        """Run until no arrival and no event is left; return the number of heap events.
+
+        `arrive(i, t)` opens request i at its arrival time; `finished()` is called each
+        time a request completes.
+        """
+        heap = self._heap
+        pop = heapq.heappop
+        advance = self._advance
+        n = len(arrivals)
+        i = 0
+        events = 0
+        while True:
+            if i < n and (not heap or arrivals[i] <= heap[0][0]):
+                t = arrivals[i]
+                self.now = t
+                done = arrive(i, t)
+                i += 1
+            elif heap:
+                t, _, kind, a, b, c = pop(heap)
+                events += 1
+                self.now = t
+                if kind == RESUME_RELEASE:
+                    done = self._resume_release(a, b, c)
+                elif kind == RESUME:
+                    done = advance(a, b)
+                elif kind == RELEASE:
+                    self._release(a)
+                    continue
+                else:
+                    done = self._queue_timeout(a)
+            else:
+                break
+            if done:
+                finished()
+        return events

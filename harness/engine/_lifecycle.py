@@ -1,0 +1,253 @@
+"""The request lifecycle: open a request, drive its stack, close its record.
+
+`Engine` is the simulation driver: requests arrive at their sampled times, each gets
+its stack generator, and effects are acted on until one takes time (a call, a wait).
+Zero-time notes (routing decisions, policy checks, breaker rejections) become spans at
+once. When the generator returns its `Final`, the request's row is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from harness.content import Content
+from harness.engine._calls import Calls
+from harness.engine._kernel import RESUME
+from harness.engine._request import Proc
+from harness.engine._servers import Server
+from harness.engine._trace import (
+    K_BACKOFF,
+    K_BREAKER,
+    K_POLICY,
+    K_ROUTER,
+    KIND,
+    KINDS,
+    NAN,
+    REJECTED,
+    STAGE,
+    Trace,
+)
+from harness.faults import Schedule
+from harness.spec import Model, Suite, Tool
+from harness.stack import (
+    CallModel,
+    CallTool,
+    Final,
+    ModelResult,
+    Note,
+    RequestInfo,
+    RoutingStack,
+    Tick,
+    ToolResult,
+    Wait,
+)
+from harness.stack._effects import OK, OUTCOMES, Outcome
+from harness.traffic import Requests
+from harness.world import Tape
+
+_NOTE_KINDS = {"router": K_ROUTER, "policy_check": K_POLICY, "breaker": K_BREAKER}
+
+
+class Engine(Calls):
+    """Runs one suite's requests through a stack in virtual time. Use `run()` once."""
+
+    def __init__(
+        self,
+        suite: Suite,
+        requests: Requests,
+        tape: Tape,
+        faults: Schedule,
+        stack: RoutingStack,
+        progress: Callable[[int], None] | None = None,
+        content: Content | None = None,
+        probe: bool = False,
+    ) -> None:
+        super().__init__()
+        self.suite = suite
+        self.attempts: list[tuple[int, float, float, int, int, float, bool, int]] | None = (
+            [] if probe else None
+        )
+        """With `probe`: every good answer as (request, time, cumulative cost, input tokens,
+        output tokens, confidence, correct, model index), for tape-based screening."""
+        self.content = content if content is not None else Content(suite, requests)
+        self.req = requests
+        self.tape = tape
+        self.faults = faults
+        self.stack = stack
+        self.progress = progress
+        self.model_index = {name: i for i, name in enumerate(suite.models)}
+        self.tool_index = {name: i for i, name in enumerate(suite.tools)}
+        self.nm = len(suite.models)
+        endpoints: list[Model | Tool] = [*suite.models.values(), *suite.tools.values()]
+        self.servers = [
+            Server(e.capacity, e.rate_limit.rps if e.rate_limit else None,
+                   e.rate_limit.burst if e.rate_limit else None)
+            for e in endpoints
+        ]  # fmt: skip
+        self.classes = requests.class_names
+        self.tools = suite.tools
+        self.ec = suite.traffic.edge_cases
+        pol = suite.policies
+        self.keep_text = pol.retention.store_text
+        self.budget = suite.stack.budgets.request_tokens
+        mix = list(suite.traffic.mix.values())
+        self.class_tools = [tuple(c.tools) or tuple(suite.tools) for c in mix]
+        self.outcomes = OUTCOMES
+        self._outcome_code = {o: i for i, o in enumerate(OUTCOMES)}
+        self.trace = Trace.empty(len(requests), OUTCOMES, self.keep_text)
+        self.spans = self.trace.spans
+        self.codes = self.trace.codes
+        self.name_code = self.codes["name"]
+        self.name_ids = self.name_code.index
+        self.req_output_tokens = requests.output_tokens.tolist()
+        self.req_injection = requests.injection.tolist()
+        self._init_calls(suite)
+        self._init_scoring(suite)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self) -> Trace:
+        """Simulate every request to completion and return the trace."""
+        req = self.req
+        classes = req.task_class.tolist()
+        in_tok = req.input_tokens.tolist()
+        steps = req.tool_steps.tolist()
+        prohibited = req.prohibited.tolist()
+        high_impact = req.high_impact.tolist()
+        advance = self._advance
+        opened = self._open
+        progress = self.progress
+        n = len(req)
+        report_every = max(1, n // 200)
+        done = 0
+
+        def arrive(i: int, t: float) -> bool:
+            proc = opened(i, t, classes[i], steps[i], in_tok[i], prohibited[i], high_impact[i])
+            return advance(proc, None)
+
+        def finished() -> None:
+            nonlocal done
+            done += 1
+            if progress is not None and done % report_every == 0:
+                progress(done)
+
+        events = self._loop(req.arrival_s.tolist(), arrive, finished)
+        self.spans.flush()
+        self.trace.events = events + n
+        if progress is not None:
+            progress(done)
+        return self.trace
+
+    def _open(
+        self, i: int, t: float, c: int, steps: int, in_tok: int, prohibited: bool, high: bool
+    ) -> Proc:
+        """A request arriving at `t`: what it asks for, its text, its stack generator."""
+        tools = self.class_tools[c]
+        actions = tools[:steps] if steps <= len(tools) else tools
+        if prohibited:
+            actions += (self.ec.prohibited_action_name,)
+        if high:
+            actions += (self.ec.high_impact_action,)
+        text, planted = self.content.message(i)
+        info = RequestInfo(i, t, self.classes[c], in_tok, steps, tools,
+                           partial(self.tape.jitter, i), text, actions)  # fmt: skip
+        proc = Proc(i, self.stack.handle(info), c, len(self.servers), actions)
+        proc.input_pii = planted
+        return proc
+
+    # ------------------------------------------------------------------ the stack side
+
+    def _advance(self, proc: Proc, outcome: Outcome | None) -> bool:
+        """Feed `outcome` to the request's stack and act on effects until one takes time.
+
+        Returns True when the request finished.
+        """
+        send = proc.gen.send
+        now = self.now
+        while True:
+            try:
+                eff = send(outcome)  # type: ignore[arg-type]
+            except StopIteration as stop:
+                self._finish(proc, stop.value)
+                return True
+            tp = type(eff)
+            if tp is CallModel:
+                self._call_model(proc, eff)  # type: ignore[arg-type]
+                return False
+            if tp is Note:
+                self._note(proc, eff)  # type: ignore[arg-type]
+                outcome = Tick(now)
+                continue
+            if tp is CallTool:
+                self._call_tool(proc, eff)  # type: ignore[arg-type]
+                return False
+            if tp is Wait:
+                end = now + eff.seconds  # type: ignore[union-attr]
+                reason = self.name_code(eff.reason)  # type: ignore[union-attr]
+                self.spans.emit((proc.rid, proc.span_index(), K_BACKOFF, reason, 0, 0, 0, now, end,
+                                 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN))  # fmt: skip
+                self._push(end, RESUME, proc, Tick(end))
+                return False
+            raise TypeError(f"stack yielded {eff!r}, which is not an effect")
+
+    def _note(self, proc: Proc, note: Note) -> None:
+        """A zero-time span; a policy check that caught and acted counts as prevented."""
+        kind = _NOTE_KINDS.get(note.kind, K_BREAKER)
+        guards = KIND[note.guards] if note.guards else 0
+        if note.caught and note.acted and guards:
+            proc.prevented.append(KINDS[guards])
+        now = self.now
+        self.spans.emit((
+            proc.rid, proc.span_index(), kind, self.name_code(note.name), 0, 0, 0, now, now, 0.0,
+            REJECTED if kind == K_BREAKER else 0, 0, 0, 0, 0.0, 0,
+            self.codes["detail"](note.detail), STAGE[note.stage], guards, int(note.caught),
+            int(note.acted), 0, NAN,
+        ))  # fmt: skip
+
+    def _delivered(self, proc: Proc, res: ModelResult | ToolResult, end: float) -> None:
+        """A good answer: note when its first token came; in probe mode, record it."""
+        if type(res) is not ModelResult or res.purpose != "answer" or res.status != OK:
+            return
+        m = self.model_index[res.model]
+        proc.answers[self.model_tier_name[m]] = end - res.latency_s + res.ttft_s
+        if self.attempts is not None:
+            self.attempts.append((proc.rid, end, proc.cost, proc.in_tok, proc.out_tok,
+                                  res.confidence, res.correct, m))  # fmt: skip
+
+    def _finish(self, proc: Proc, final: Final) -> None:
+        tr = self.trace
+        rid = proc.rid
+        codes = self.codes
+        self._output_leaks(proc, final)
+        tr.finished[rid] = True
+        tr.end_s[rid] = self.now
+        tr.outcome[rid] = self._outcome_code[final.outcome]
+        tr.route[rid] = codes["route"](final.route)
+        tr.served_by[rid] = codes["tier"](final.served_by)
+        tr.tiers_tried[rid] = codes["tiers_tried"](">".join(final.tiers_tried))
+        tr.escalated[rid] = final.escalated
+        tr.retries[rid] = final.retries
+        tr.fallbacks[rid] = final.fallbacks
+        tr.handoff[rid] = final.handoff
+        tr.confidence[rid] = final.confidence
+        tr.cost_usd[rid] = proc.cost
+        tr.input_tokens[rid] = proc.in_tok
+        tr.output_tokens[rid] = proc.out_tok
+        tr.model_calls[rid] = proc.mcalls
+        tr.tool_calls[rid] = proc.tcalls
+        first = proc.answers.get(final.served_by)
+        if first is not None:
+            tr.first_token_s[rid] = first
+        if proc.violations:
+            tr.violations[rid] = len(proc.violations)
+            kinds = ",".join(sorted({v.split("@")[0] for v in proc.violations}))
+            tr.violation_kinds[rid] = codes["violation_kinds"](kinds)
+        if proc.prevented:
+            tr.prevented[rid] = len(proc.prevented)
+            tr.prevented_kinds[rid] = codes["violation_kinds"](
+                ",".join(sorted(set(proc.prevented)))
+            )
+        if tr.prompt is not None and tr.answer is not None:
+            tr.prompt[rid] = final.prompt
+            tr.answer[rid] = final.answer

@@ -1,0 +1,195 @@
+"""What a run records while it runs: interned strings, span rows and per-request columns.
+
+The loop writes column buffers (`Trace`): one preallocated slot per request, and
+growing typed arrays for spans, with strings interned to small integer codes.
+`records` turns a finished `Trace` into the documented tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from harness.spec import STAGES, VIOLATION_KINDS
+
+
+class Codes:
+    """Interns strings to small integer codes for a column; code 0 is always ''."""
+
+    __slots__ = ("index", "values")
+
+    def __init__(self) -> None:
+        self.values: list[str] = [""]
+        self.index: dict[str, int] = {"": 0}
+
+    def __call__(self, value: str) -> int:
+        code = self.index.get(value)
+        if code is None:
+            code = self.index[value] = len(self.values)
+            self.values.append(value)
+        return code
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Codes back to an object array of strings."""
+        out: np.ndarray = np.asarray(self.values, dtype=object)[codes]
+        return out
+
+
+SPAN_FIELDS: tuple[tuple[str, str], ...] = (
+    ("request_id", "q"),
+    ("index", "h"),
+    ("kind", "b"),
+    ("name", "h"),
+    ("target", "h"),
+    ("tier", "h"),
+    ("call_index", "h"),
+    ("start_s", "d"),
+    ("end_s", "d"),
+    ("queue_s", "d"),
+    ("status", "b"),
+    ("http_status", "h"),
+    ("input_tokens", "q"),
+    ("output_tokens", "q"),
+    ("cost_usd", "d"),
+    ("fault", "h"),
+    ("detail", "h"),
+    ("stage", "b"),
+    ("guards", "b"),
+    ("caught", "b"),
+    ("acted", "b"),
+    ("violation", "b"),
+    ("first_token_s", "d"),
+)
+"""Span row layout: (column, array typecode). Strings are codes into `Trace.codes`.
+`first_token_s` is the virtual time the first output token arrived (NaN: no token)."""
+
+CHUNK = 1 << 16
+"""Span rows buffered as tuples before they are packed."""
+
+_NUMPY_CODES = {"q": "i8", "h": "i2", "b": "i1", "d": "f8"}
+SPAN_DTYPE = np.dtype([(name, _NUMPY_CODES[code]) for name, code in SPAN_FIELDS])
+"""One packed span row."""
+
+NAN = float("nan")
+
+
+class SpanBuffers:
+    """Span rows: appended as tuples (cheap), packed into structured chunks (small, fast)."""
+
+    __slots__ = ("chunks", "rows")
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[float | int, ...]] = []
+        self.chunks: list[np.ndarray] = []
+
+    def emit(self, row: tuple[float | int, ...]) -> None:
+        """Append one span row (a tuple in `SPAN_FIELDS` order)."""
+        rows = self.rows
+        rows.append(row)
+        if len(rows) >= CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Pack pending rows into a structured chunk."""
+        if self.rows:
+            self.chunks.append(np.array(self.rows, dtype=SPAN_DTYPE))
+            self.rows.clear()
+
+    def column(self, name: str) -> np.ndarray:
+        """One column as a contiguous numpy array."""
+        self.flush()
+        if not self.chunks:
+            return np.zeros(0, dtype=SPAN_DTYPE[name])
+        return np.concatenate([chunk[name] for chunk in self.chunks])
+
+    def __len__(self) -> int:
+        return sum(len(c) for c in self.chunks) + len(self.rows)
+
+
+SPAN_KINDS = (
+    "router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker", "respond"
+)  # fmt: skip
+STATUSES = ("ok", "error", "timeout", "rate_limited", "malformed", "rejected")
+K_ROUTER, K_CHAT, K_TOOL, K_RETRIEVAL, K_POLICY, K_BACKOFF, K_BREAKER, K_RESPOND = range(8)
+KINDS = ("", *VIOLATION_KINDS)
+"""Violation kinds by code (0: none), for the `guards` and `violation` span columns."""
+KIND = {k: i for i, k in enumerate(KINDS)}
+STAGE_NAMES = ("", *STAGES)
+STAGE = {k: i for i, k in enumerate(STAGE_NAMES)}
+NO_MARK = (0, 0)
+"""(stage, violation) codes of a span that records no violation."""
+STATUS = {s: i for i, s in enumerate(STATUSES)}
+REJECTED = STATUS["rejected"]
+
+
+CODE_COLUMNS = ("route", "tier", "tiers_tried", "name", "target", "fault", "detail",
+                "violation_kinds")  # fmt: skip
+"""Columns whose strings are interned (`Trace.codes`)."""
+
+
+@dataclass
+class Trace:
+    """Everything a run recorded, as columns. `records` turns it into tables."""
+
+    n: int
+    finished: np.ndarray  # bool
+    end_s: np.ndarray
+    outcome: np.ndarray  # int8 code into `outcomes`
+    route: np.ndarray  # int16 code into `codes.route`
+    served_by: np.ndarray
+    tiers_tried: np.ndarray
+    escalated: np.ndarray
+    retries: np.ndarray
+    fallbacks: np.ndarray
+    handoff: np.ndarray
+    confidence: np.ndarray
+    cost_usd: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+    model_calls: np.ndarray
+    tool_calls: np.ndarray
+    violations: np.ndarray
+    violation_kinds: np.ndarray  # int16 code into codes.violation_kinds
+    prevented: np.ndarray  # violations guardrails caught and acted on
+    prevented_kinds: np.ndarray  # int16 code into codes.violation_kinds
+    first_token_s: np.ndarray  # first token of the answer the user got (NaN: none)
+    spans: SpanBuffers
+    codes: dict[str, Codes]
+    outcomes: tuple[str, ...]
+    prompt: list[str] | None = None  # kept only when the policy's retention allows it
+    answer: list[str] | None = None
+    events: int = 0
+
+    @classmethod
+    def empty(cls, n: int, outcomes: tuple[str, ...], keep_text: bool) -> Trace:
+        """A trace with a zeroed slot for each of `n` requests."""
+        return cls(
+            n=n,
+            finished=np.zeros(n, bool),
+            end_s=np.zeros(n),
+            outcome=np.zeros(n, np.int8),
+            route=np.zeros(n, np.int16),
+            served_by=np.zeros(n, np.int16),
+            tiers_tried=np.zeros(n, np.int16),
+            escalated=np.zeros(n, bool),
+            retries=np.zeros(n, np.int16),
+            fallbacks=np.zeros(n, np.int16),
+            handoff=np.zeros(n, bool),
+            confidence=np.full(n, np.nan, np.float32),
+            cost_usd=np.zeros(n),
+            input_tokens=np.zeros(n, np.int64),
+            output_tokens=np.zeros(n, np.int64),
+            model_calls=np.zeros(n, np.int16),
+            tool_calls=np.zeros(n, np.int16),
+            violations=np.zeros(n, np.int16),
+            violation_kinds=np.zeros(n, np.int16),
+            prevented=np.zeros(n, np.int16),
+            prevented_kinds=np.zeros(n, np.int16),
+            first_token_s=np.full(n, np.nan),
+            spans=SpanBuffers(),
+            codes={k: Codes() for k in CODE_COLUMNS},
+            outcomes=outcomes,
+            prompt=[""] * n if keep_text else None,
+            answer=[""] * n if keep_text else None,
+        )
