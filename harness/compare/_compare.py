@@ -1,0 +1,372 @@
+"""The comparison itself: per-route tests of each gated metric, the Holm correction, the
+verdicts and absolute gates (`compare_tables`), and `compare_runs` over two run
+directories.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from harness.compare._errors import CompareError
+from harness.compare._gates import Gates, Tolerance
+from harness.compare._loading import (
+    _manifest_warnings,
+    _read_manifest,
+    _read_requests,
+    _version_key,
+    pairing_problem,
+)
+from harness.compare._metrics import _METRICS, RATES, REQUIRED_COLUMNS, _Metric
+from harness.compare._stats import _bootstrap, _bootstrap_p, holm, mcnemar_exact
+from harness.metrics import ALL
+from harness.util import generator, stable_id
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Verdict = Literal["regression", "improvement", "no change", "insufficient data"]
+VERDICTS: tuple[Verdict, ...] = ("regression", "improvement", "no change", "insufficient data")
+
+
+@dataclass(frozen=True)
+class Result:
+    """One test: a metric on a route, baseline vs candidate, and its verdict."""
+
+    route: str
+    metric: str
+    baseline: float
+    candidate: float
+    delta: float
+    """candidate - baseline."""
+    ci_low: float
+    """(1 - alpha) bootstrap interval of `delta` (NaN with insufficient data)."""
+    ci_high: float
+    p_value: float
+    """Two-sided p-value of the test (NaN with insufficient data)."""
+    p_adjusted: float
+    """Holm-adjusted across all tests of the comparison (NaN with insufficient data)."""
+    tolerance: str
+    verdict: Verdict
+    test: str
+    """mcnemar-exact, paired-bootstrap, fisher-exact or bootstrap."""
+    n_baseline: int
+    n_candidate: int
+    relative_delta: float = math.nan
+    """delta / |baseline| (NaN when the baseline is 0 or undefined)."""
+    worse: int = 1
+    """+1 if growth of the metric is the worse direction, -1 if a drop is."""
+
+
+@dataclass(frozen=True)
+class AbsoluteGate:
+    """A gate that holds or not regardless of statistics (e.g. no new violations)."""
+
+    name: str
+    baseline: float
+    candidate: float
+    limit: float
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything a report needs: the tests, the absolute gates and what to warn about."""
+
+    baseline: str
+    candidate: str
+    paired: bool
+    results: tuple[Result, ...]
+    absolute: tuple[AbsoluteGate, ...]
+    warnings: tuple[str, ...]
+    gates: Gates
+
+    @property
+    def regressions(self) -> tuple[Result, ...]:
+        """The results whose verdict is a regression."""
+        return tuple(r for r in self.results if r.verdict == "regression")
+
+    @property
+    def failed(self) -> bool:
+        """Any regression, or any absolute gate that did not pass."""
+        return bool(self.regressions) or any(not g.passed for g in self.absolute)
+
+
+class _Side:
+    """One run's requests as numpy arrays, with per-request metric values cached."""
+
+    def __init__(self, requests: pd.DataFrame, name: str) -> None:
+        missing = [c for c in REQUIRED_COLUMNS if c not in requests.columns]
+        if missing:
+            raise CompareError(
+                f"{name}: the requests table lacks column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)}; re-run it with this evalx"
+            )
+        if not requests["request_id"].is_monotonic_increasing:
+            requests = requests.sort_values("request_id", kind="stable")
+        self.frame = requests
+        self.n = len(requests)
+        self._values: dict[str, np.ndarray] = {}
+
+    def values(self, source: str) -> np.ndarray:
+        """Per-request values of a metric source, float64."""
+        if source not in self._values:
+            df = self.frame
+            if source == "violated":
+                x = df["violations"].to_numpy() > 0
+            elif source == "tokens":
+                x = df["input_tokens"].to_numpy() + df["output_tokens"].to_numpy()
+            else:
+                x = df[source].to_numpy()
+            self._values[source] = np.asarray(x, dtype=np.float64)
+        return self._values[source]
+
+    def groups(self) -> dict[str, np.ndarray]:
+        """Row positions per route, plus `all`."""
+        by_route = self.frame.groupby("route", sort=True).indices
+        out = {str(route): np.asarray(rows) for route, rows in by_route.items()}
+        out[ALL] = np.arange(self.n)
+        return out
+
+
+@dataclass
+class _Test:
+    """A (route, metric) test before the Holm correction."""
+
+    route: str
+    metric: str
+    tolerance: Tolerance
+    test: str
+    n_baseline: int
+    n_candidate: int
+    baseline: float = math.nan
+    candidate: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    p_value: float = math.nan
+    sufficient: bool = False
+
+    @property
+    def delta(self) -> float:
+        return self.candidate - self.baseline
+
+
+def _value(x: np.ndarray, q: float | None) -> float:
+    if len(x) == 0:
+        return math.nan
+    return float(np.mean(x) if q is None else np.percentile(x, q))
+
+
+def _run_test(
+    t: _Test, b: np.ndarray, c: np.ndarray, metric: _Metric, paired: bool, gates: Gates
+) -> None:
+    """Fill in the values, p-value and interval of `t` (values only if data is short)."""
+    q = metric.percentile
+    t.baseline, t.candidate = _value(b, q), _value(c, q)
+    enough = min(len(b), len(c)) >= gates.min_requests
+    if not (enough and math.isfinite(t.baseline) and math.isfinite(t.candidate)):
+        return
+    rng = generator(gates.seed, stable_id("compare"), stable_id(t.route), stable_id(t.metric))
+    deltas = _bootstrap(b, c, q, paired, gates.bootstrap, rng)
+    lo, hi = np.percentile(deltas, [50 * gates.alpha, 100 - 50 * gates.alpha])
+    t.ci_low, t.ci_high = float(lo), float(hi)
+    if t.test == "mcnemar-exact":
+        lost = int(np.count_nonzero((b > 0) & (c <= 0)))  # discordant pairs, both ways
+        gained = int(np.count_nonzero((b <= 0) & (c > 0)))
+        t.p_value = mcnemar_exact(lost, gained)
+    elif t.test == "fisher-exact":
+        from scipy.stats import fisher_exact
+
+        sb, sc = int(np.count_nonzero(b)), int(np.count_nonzero(c))
+        _, p = fisher_exact([[sb, len(b) - sb], [sc, len(c) - sc]])
+        t.p_value = float(p)
+    else:
+        t.p_value = _bootstrap_p(deltas)
+    t.sufficient = True
+
+
+def _verdict(t: _Test, p_adjusted: float, alpha: float) -> Verdict:
+    if not t.sufficient:
+        return "insufficient data"
+    if not p_adjusted < alpha or t.delta == 0:
+        return "no change"
+    worse = t.tolerance.worse(t.metric)
+    change = t.delta / abs(t.baseline) if t.tolerance.relative and t.baseline != 0 else t.delta
+    if worse * change > abs(t.tolerance.value):
+        return "regression"
+    return "improvement" if worse * t.delta < 0 else "no change"
+
+
+def _test_name(metric: str, paired: bool) -> str:
+    if metric in RATES:
+        return "mcnemar-exact" if paired else "fisher-exact"
+    return "paired-bootstrap" if paired else "bootstrap"
+
+
+def compare_tables(
+    baseline_requests: pd.DataFrame,
+    candidate_requests: pd.DataFrame,
+    gates: Gates | None = None,
+    paired: bool = True,
+    *,
+    baseline_name: str = "baseline",
+    candidate_name: str = "candidate",
+    warnings: Sequence[str] = (),
+) -> Comparison:
+    """Compare two requests tables (columns as in requests.parquet).
+
+    `paired` requires the same requests on both sides (`pairing_problem` is None) and
+    raises `CompareError` otherwise. The names label the sides in the `Comparison`;
+    `warnings` are passed through ahead of the ones raised here.
+    """
+    gates = gates if gates is not None else Gates()
+    base = _Side(baseline_requests, baseline_name)
+    cand = _Side(candidate_requests, candidate_name)
+    if paired:
+        problem = pairing_problem(base.frame, cand.frame)
+        if problem is not None:
+            raise CompareError(
+                f"cannot pair {baseline_name} and {candidate_name}: {problem}; "
+                "pass --unpaired to compare them as independent samples"
+            )
+    base_groups = base.groups()
+    cand_groups = base_groups if paired else cand.groups()
+    routes = [*sorted((base_groups.keys() | cand_groups.keys()) - {ALL}), ALL]
+    empty = np.arange(0)
+    tests: list[_Test] = []
+    for route in routes:
+        bi, ci = base_groups.get(route, empty), cand_groups.get(route, empty)
+        for name, tolerance in gates.tolerances.items():
+            metric = _METRICS[name]
+            t = _Test(route, name, tolerance, _test_name(name, paired), len(bi), len(ci))
+            b, c = base.values(metric.source)[bi], cand.values(metric.source)[ci]
+            _run_test(t, b, c, metric, paired, gates)
+            tests.append(t)
+    tested = [i for i, t in enumerate(tests) if t.sufficient]
+    adjusted = [math.nan] * len(tests)
+    for i, p in zip(tested, holm([tests[i].p_value for i in tested]), strict=True):
+        adjusted[i] = p
+    results = tuple(_result(t, p, gates.alpha) for t, p in zip(tests, adjusted, strict=True))
+    with_data = [tests[i] for i in tested]
+    notes = [*warnings, *_resolution_warning(with_data, gates)]
+    return Comparison(
+        baseline=baseline_name,
+        candidate=candidate_name,
+        paired=paired,
+        results=results,
+        absolute=_absolute_gates(base, cand, gates),
+        warnings=tuple(notes),
+        gates=gates,
+    )
+
+
+def _result(t: _Test, p_adjusted: float, alpha: float) -> Result:
+    relative = t.delta / abs(t.baseline) if t.baseline and math.isfinite(t.baseline) else math.nan
+    return Result(
+        route=t.route,
+        metric=t.metric,
+        baseline=t.baseline,
+        candidate=t.candidate,
+        delta=t.delta,
+        ci_low=t.ci_low,
+        ci_high=t.ci_high,
+        p_value=t.p_value,
+        p_adjusted=p_adjusted,
+        tolerance=t.tolerance.text,
+        verdict=_verdict(t, p_adjusted, alpha),
+        test=t.test,
+        n_baseline=t.n_baseline,
+        n_candidate=t.n_candidate,
+        relative_delta=relative,
+        worse=t.tolerance.worse(t.metric),
+    )
+
+
+def _resolution_warning(tests: Sequence[_Test], gates: Gates) -> list[str]:
+    """Warn when the bootstrap is too coarse to ever pass Holm's first threshold."""
+    m = len(tests)
+    if not any(t.test.endswith("bootstrap") for t in tests):
+        return []
+    floor, threshold = 2.0 / (gates.bootstrap + 1), gates.alpha / m
+    if floor < threshold:
+        return []
+    need = math.ceil(2.0 / threshold)
+    return [
+        f"bootstrap={gates.bootstrap} resamples cannot give p-values below {floor:.2g}, the "
+        f"Holm threshold for {m} tests is {threshold:.2g}: raise bootstrap to at least {need}"
+    ]
+
+
+def _absolute_gates(base: _Side, cand: _Side, gates: Gates) -> tuple[AbsoluteGate, ...]:
+    if gates.max_new_violations is None:
+        return ()
+    before = int(base.frame["violations"].sum())
+    after = int(cand.frame["violations"].sum())
+    limit = gates.max_new_violations
+    new = after - before
+    passed = new <= limit
+    message = (
+        f"violations let through: {before} -> {after} ({new:+d}); "
+        f"{'at most ' + str(limit) + ' new allowed' if limit else 'no new ones allowed'}"
+    )
+    return (AbsoluteGate("new violations", before, after, limit, passed, message),)
+
+
+def compare_runs(
+    baseline: str | Path,
+    candidate: str | Path,
+    gates: Gates | None = None,
+    *,
+    unpaired: bool = False,
+) -> Comparison:
+    """Compare two run directories; raise `CompareError` when they cannot be compared.
+
+    Paired iff both manifests name the same suite and seed and the requests tables have
+    identical `PAIR_KEYS` columns. Otherwise the comparison is refused unless `unpaired`,
+    which also forces independent-sample tests on runs that could be paired.
+    """
+    gates = gates if gates is not None else Gates()
+    base_dir, cand_dir = Path(baseline), Path(candidate)
+    mb, mc = _read_manifest(base_dir), _read_manifest(cand_dir)
+    vb, vc = mb["schema_version"], mc["schema_version"]
+    if vb != vc:
+        older = "candidate" if _version_key(vc) < _version_key(vb) else "baseline"
+        raise CompareError(f"refusing to compare schema versions {vb} and {vc}; re-run the {older}")
+    base_df, cand_df = _read_requests(base_dir), _read_requests(cand_dir)
+    reasons = []
+    if mb.get("suite") != mc.get("suite"):
+        reasons.append(f"suites differ ({mb.get('suite')!r} vs {mc.get('suite')!r})")
+    if mb.get("seed") != mc.get("seed"):
+        reasons.append(f"seeds differ ({mb.get('seed')} vs {mc.get('seed')})")
+    if not reasons:
+        problem = pairing_problem(base_df, cand_df)
+        if problem is not None:
+            reasons.append(problem)
+    warnings = _manifest_warnings(mb, mc)
+    if reasons and not unpaired:
+        raise CompareError(
+            f"cannot pair {base_dir} and {cand_dir}: {'; '.join(reasons)}; "
+            "pass --unpaired to compare them as independent samples"
+        )
+    if unpaired:
+        why = "; ".join(reasons) if reasons else "pairable, but --unpaired was given"
+        warnings.insert(
+            0,
+            f"unpaired comparison ({why}): runs tested as independent samples, "
+            "which detects only larger changes",
+        )
+    return compare_tables(
+        base_df,
+        cand_df,
+        gates,
+        paired=not unpaired,
+        baseline_name=str(base_dir),
+        candidate_name=str(cand_dir),
+        warnings=warnings,
+    )
