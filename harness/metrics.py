@@ -33,6 +33,10 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("p95_latency_ms", "float64", "95th percentile latency, milliseconds."),
     Column("p99_latency_ms", "float64", "99th percentile latency, milliseconds."),
     Column("mean_latency_ms", "float64", "Mean latency, milliseconds."),
+    Column("p50_ttft_ms", "float64", "Median time to first token of answered requests, ms."),
+    Column(
+        "p95_ttft_ms", "float64", "95th percentile time to first token of answered requests, ms."
+    ),
     Column("cost_per_request_usd", "float64", "Mean token cost per request."),
     Column("cost_per_success_usd", "float64", "Total cost divided by successes (NaN if none)."),
     Column("total_cost_usd", "float64", "Total token cost."),
@@ -69,6 +73,14 @@ def wilson(successes: float, n: float, z: float = 1.959963984540054) -> tuple[fl
     return lo, hi
 
 
+def _ttft(df: pd.DataFrame) -> dict[str, float]:
+    """p50 and p95 time to first token over requests that got an answer (NaN: none did)."""
+    ttft = df["ttft_ms"].to_numpy(dtype=np.float64) if "ttft_ms" in df else np.zeros(0)
+    ttft = ttft[~np.isnan(ttft)]
+    p50, p95 = np.percentile(ttft, [50, 95]) if ttft.size else (math.nan, math.nan)
+    return {"p50_ttft_ms": float(p50), "p95_ttft_ms": float(p95)}
+
+
 def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]:
     n = len(df)
     lat = df["latency_ms"].to_numpy()
@@ -91,6 +103,7 @@ def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]
         "p95_latency_ms": float(p95),
         "p99_latency_ms": float(p99),
         "mean_latency_ms": float(lat.mean()) if n else math.nan,
+        **_ttft(df),
         "cost_per_request_usd": cost / n if n else math.nan,
         "cost_per_success_usd": cost / succ if succ else math.nan,
         "total_cost_usd": cost,
@@ -157,6 +170,7 @@ def summary_table(requests: pa.Table, spans: pa.Table | None = None) -> pa.Table
     from harness.records import schema
 
     sch = schema(SUMMARY_COLUMNS)
-    df = requests.select(list(NEEDED)).to_pandas()
+    needed = [*NEEDED, "ttft_ms"] if "ttft_ms" in requests.column_names else list(NEEDED)
+    df = requests.select(needed).to_pandas()
     marks = violation_marks(spans) if spans is not None else None
     return pa.Table.from_pandas(summarize(df, marks), schema=sch, preserve_index=False)

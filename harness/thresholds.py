@@ -6,7 +6,8 @@
       violations: ["count==0"]
       cost_usd: ["avg<0.01"]
 
-A key is a metric (any numeric or boolean request column, or `tokens` = input + output)
+A key is a metric (any numeric or boolean request column, `tokens` = input + output, or
+`ttft` = `ttft_ms`, where requests without an answer are left out of percentiles)
 with optional tag filters on string request columns; an expression is an aggregation
 (`avg, min, med, max, p(N), rate, count`), a comparison and a number. `rate` is the share
 of non-zero values, `count` their sum (so `violations: count==0` means none at all).
@@ -43,8 +44,11 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,
     ">": operator.gt,
 }
+ALIASES = {"ttft": "ttft_ms"}
+"""Short metric names and the request column they read."""
 METRICS = tuple(
-    [c.name for c in REQUEST_COLUMNS if c.type != "string" and c.name != "request_id"] + ["tokens"]
+    [c.name for c in REQUEST_COLUMNS if c.type != "string" and c.name != "request_id"]
+    + ["tokens", *ALIASES]
 )
 """Metric names a threshold may use."""
 TAGS = tuple(c.name for c in REQUEST_COLUMNS if c.type == "string")
@@ -154,7 +158,11 @@ def compile_thresholds(loaded: LoadedSuite) -> list[Threshold]:
 
     def problem(path: tuple[str | int, ...], message: str, hint: str | None = None) -> None:
         file, line = locate_key(
-            path, file=str(loaded.path), lines=loaded.lines, overridden=loaded.overrides
+            path,
+            file=str(loaded.path),
+            lines=loaded.lines,
+            overridden=loaded.overrides,
+            files=loaded.files,
         )
         problems.append(Problem(file, line, ".".join(map(str, path)), message, hint))
 
@@ -204,7 +212,8 @@ def _values(requests: pa.Table, t: Threshold) -> np.ndarray:
     if t.metric == "tokens":
         both = pc.add(table["input_tokens"], table["output_tokens"])
         return np.asarray(both.to_numpy(), dtype=np.float64)
-    return np.asarray(table[t.metric].to_numpy(zero_copy_only=False), dtype=np.float64)
+    column = ALIASES.get(t.metric, t.metric)
+    return np.asarray(table[column].to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def _aggregate(values: np.ndarray, t: Threshold) -> float:

@@ -650,6 +650,11 @@ def reference_problems(suite: Suite) -> list[tuple[Path, str, list[str]]]:
     for i, f in enumerate(suite.faults):
         if f.target not in targets:
             out.append((("faults", i, "target"), f"unknown target {f.target!r}", targets))
+    outcomes = suite.world.outcomes
+    for name in outcomes.models if outcomes is not None else {}:
+        if name not in suite.models:
+            where: Path = ("world", "outcomes", "models", name)
+            out.append((where, f"unknown model {name!r}", list(suite.models)))
     for j, tier in enumerate(suite.policies.actions.high_impact_tiers):
         if tier not in tiers:
             key: Path = ("policies", "actions", "high_impact_tiers", j)
