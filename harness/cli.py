@@ -84,15 +84,24 @@ def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> 
     try:
         loaded = load_suite(suite, set_ or [], policy)
         compile_thresholds(loaded)
+        s = loaded.suite
+        n = s.traffic.requests
+        if s.traffic.log is not None or s.world.outcomes is not None:  # read the data files
+            from harness.traffic import sample_requests
+            from harness.world import sample_tape
+
+            reqs = sample_requests(s)
+            n = len(reqs)
+            if s.world.outcomes is not None:
+                sample_tape(s, reqs)
     except SpecError as err:
         for problem in err.problems:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(EXIT_USAGE) from None
     except EvalxError as err:
         raise _fail(err) from None
-    s = loaded.suite
     typer.echo(
-        f"{suite}: ok ({s.name}: {s.traffic.requests} requests, {len(s.models)} models, "
+        f"{suite}: ok ({s.name}: {n} requests, {len(s.models)} models, "
         f"{len(s.tools)} tools, {len(s.faults)} faults; policy {s.policies.name} "
         f"{s.policies.version})"
     )

@@ -11,8 +11,6 @@ mapped are kept, row-aligned, as `label_<column>`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from harness.data import DataError, Log, read_log
@@ -99,19 +97,8 @@ def _classes(log: Log, spec: TrafficLog, keep: np.ndarray, names: tuple[str, ...
         if c is None:
             column = spec.columns.task_class
             raise DataError(
-                f"{_where(log, int(i))}: column {column}: task class {values[i]!r} is not in "
+                f"{log.where(int(i))}: column {column}: task class {values[i]!r} is not in "
                 f"traffic.mix ({', '.join(names)}); add it to the mix or map another column"
             )
         out[j] = c
     return out
-
-
-def _where(log: Log, i: int) -> str:
-    """File and line (CSV, JSONL) or row (Parquet) of the table's row `i`."""
-    row = log.row_of(i)
-    suffix = Path(log.path).suffix.lower()
-    if suffix == ".csv":
-        return f"{log.path}:{row + 2}"
-    if suffix in (".jsonl", ".ndjson"):
-        return f"{log.path}:{row + 1}"
-    return f"{log.path}: row {row}"
