@@ -40,3 +40,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "bench/compare.py")
     session.run("python", "bench/screen.py")
     session.run("python", "bench/scale.py")
+    session.run("python", "bench/replay.py")
