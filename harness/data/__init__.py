@@ -1,0 +1,35 @@
+"""Observed data as canonical Arrow tables: request logs, model calls, outcome tables.
+
+Each source gets a small reader that maps its columns to one canonical table per kind
+and reports the file, line (or row) and column of any bad value as a `DataError`.
+Fitting, replay, import and back-tests work on these tables only, never on the files:
+
+- `read_log` -> `Log`: a request log (CSV, JSON lines, Parquet) for traffic replay;
+- `read_calls` -> `Calls`: latencies, errors and tokens of model calls from LLMPerf
+  results, OTLP traces or any latency table (columns in `CALLS_SCHEMA`);
+- `read_outcomes` -> `Outcomes`: per-prompt scores per model; `score_matrix` lines
+  them up prompt by model.
+
+Every result carries the sha256 of the bytes it was read from, so what is made from it
+can say exactly which data it came from.
+"""
+
+from harness.data._calls import CALL_FIELDS, CALLS_SCHEMA, Calls, Source, read_calls
+from harness.data._errors import DataError
+from harness.data._logs import LOG_FIELDS, Log, read_log
+from harness.data._outcomes import Outcomes, read_outcomes, score_matrix
+
+__all__ = [
+    "CALLS_SCHEMA",
+    "CALL_FIELDS",
+    "LOG_FIELDS",
+    "Calls",
+    "DataError",
+    "Log",
+    "Outcomes",
+    "Source",
+    "read_calls",
+    "read_log",
+    "read_outcomes",
+    "score_matrix",
+]
