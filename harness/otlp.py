@@ -91,6 +91,13 @@ SPAN_FIELDS = (
     "acted",
     "violation",
 )
+
+
+def optional_span_fields(names: list[str]) -> list[str]:
+    """Span columns exported when the run has them (newer runs)."""
+    return [n for n in ("ttft_ms",) if n in names]
+
+
 # Span-table strings exported as evalx.* attributes when non-empty, in this order.
 EVALX_STRINGS = ("stage", "guards", "detail", "fault", "violation")
 
@@ -117,6 +124,8 @@ def _to_otlp(
 ) -> dict[str, Any]:
     req = {name: requests.column(name).to_pylist() for name in REQUEST_FIELDS}
     sp = {name: spans.column(name).to_pylist() for name in SPAN_FIELDS}
+    if "ttft_ms" in spans.column_names:  # runs written before ttft_ms existed lack it
+        sp["ttft_ms"] = spans.column("ttft_ms").to_pylist()
     request_ids = np.asarray(req["request_id"], dtype=np.int64)
     span_rids = np.asarray(sp["request_id"], dtype=np.int64)
     span_index = np.asarray(sp["span_index"], dtype=np.int64)
@@ -184,7 +193,8 @@ def write_otlp(run_dir: str | Path, out: str | Path) -> Path:
     try:
         manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
         requests = pq.read_table(run / REQUESTS, columns=list(REQUEST_FIELDS))
-        spans = pq.read_table(run / SPANS, columns=list(SPAN_FIELDS))
+        names = pq.read_schema(run / SPANS).names
+        spans = pq.read_table(run / SPANS, columns=[*SPAN_FIELDS, *optional_span_fields(names)])
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, pa.ArrowException) as exc:
         raise EvalxError(f"{run}: cannot read the run ({exc}); re-run it with this evalx") from None
     if not isinstance(manifest, dict) or not {"suite", "run_id"} <= manifest.keys():
@@ -248,6 +258,9 @@ def _child_span(
             _str("evalx.name", name),
         ]
         attrs.extend(_double("evalx.cost_usd", sp["cost_usd"][row]))
+        ttft = sp["ttft_ms"][row] if "ttft_ms" in sp else None
+        if ttft is not None:  # GenAI semantic conventions measure it in seconds
+            attrs.extend(_double("gen_ai.server.time_to_first_token", ttft / 1000.0))
     elif kind in TOOL_KINDS:
         tool = sp["gen_ai.tool.name"][row]
         title, span_kind = f"execute_tool {tool}", KIND_INTERNAL

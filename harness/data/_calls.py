@@ -78,6 +78,8 @@ STATUSES = ("ok", "error", "timeout")
 TIMEOUT_CODES = (408, 504)
 _TIMEOUT_TEXT = r"(?i)timeout|timed out"
 _STATUS_FIX = "write ok, error or timeout, or an HTTP status code"
+TIME_SLACK_S = 1e-6
+"""Rounding allowed when a first token and the last arrive together (timestamps in ns)."""
 _LATENCY_FIX = "a latency runs from sending the request to its last token; fix or drop the row"
 
 LLMPERF_TEXT = "an LLMPerf individual-results file (a JSON array of request records)"
@@ -418,7 +420,7 @@ def _assemble(
         raise where.error(
             row, names["ttft"], f"negative time to first token {show(ttft_s[row])} s", _LATENCY_FIX
         )
-    row = first_true(ttft_s > latency_s)
+    row = first_true(ttft_s > latency_s + TIME_SLACK_S)
     if row is not None:
         raise where.error(
             row,
