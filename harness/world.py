@@ -22,7 +22,6 @@ multiplies by the call's tokens, which only it knows.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -306,12 +305,8 @@ def _outcome_rows(suite: Suite, requests: Requests) -> dict[str, np.ndarray]:
 
 
 def success_mask(rule: str, scores: np.ndarray) -> np.ndarray:
-    """Which scores pass a success rule such as `>= 1.5` (validated by the spec)."""
-    match = re.match(r"\s*(>=|<=|==|>|<)\s*(\S+)\s*$", rule)
-    if match is None:
-        raise ValueError(f"bad success rule {rule!r}; write an operator and a number, e.g. >= 1.5")
-    op, value = match.group(1), float(match.group(2))
-    ops = {">=": np.greater_equal, "<=": np.less_equal, "==": np.equal, ">": np.greater,
-           "<": np.less}  # fmt: skip
-    out: np.ndarray = ops[op](scores, value)
+    """Which scores pass a success rule such as `>= 1.5` (the grammar of `evalx fit quality`)."""
+    from harness.data import parse_success
+
+    out: np.ndarray = np.asarray(parse_success(rule)(scores), dtype=bool)
     return out

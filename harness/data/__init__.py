@@ -15,7 +15,13 @@ can say exactly which data it came from.
 """
 
 from harness.data._calls import CALL_FIELDS, CALLS_SCHEMA, Calls, Source, read_calls
+from harness.data._dist import fit_dist
 from harness.data._errors import DataError
+from harness.data._fit_latency import LatencyFit, ModelLatency, fit_latency
+from harness.data._fit_quality import QualityFit, fit_quality, parse_success
+from harness.data._fit_traffic import TrafficFit, fit_traffic
+from harness.data._fragment import Fit
+from harness.data._gof import GoodnessOfFit, goodness_of_fit, ks_distance, quantile_errors
 from harness.data._logs import LOG_FIELDS, Log, read_log
 from harness.data._outcomes import Outcomes, read_outcomes, score_matrix
 
@@ -25,9 +31,23 @@ __all__ = [
     "LOG_FIELDS",
     "Calls",
     "DataError",
+    "Fit",
+    "GoodnessOfFit",
+    "LatencyFit",
     "Log",
+    "ModelLatency",
     "Outcomes",
+    "QualityFit",
     "Source",
+    "TrafficFit",
+    "fit_dist",
+    "fit_latency",
+    "fit_quality",
+    "fit_traffic",
+    "goodness_of_fit",
+    "ks_distance",
+    "parse_success",
+    "quantile_errors",
     "read_calls",
     "read_log",
     "read_outcomes",
