@@ -1,8 +1,13 @@
 """The `evalx` command. The only place that turns results into exit codes.
 
-Exit codes: 0 success, 1 a threshold or gate failed, 2 bad input or usage (one line,
-no traceback), 3 internal error (a harness bug: traceback). Heavy imports happen inside
-commands so that `evalx --help` starts fast.
+Commands: validate, run, record, compare, sweep, report, export-traces; learning the
+world from data: fit latency|traffic|quality (a suite fragment with provenance and a fit
+report), import (observed calls as a run directory) and backtest (fit on part of the
+data, predict the rest, judge the prediction).
+
+Exit codes: 0 success, 1 a threshold, gate or back-test failed, 2 bad input or usage (one
+line, no traceback), 3 internal error (a harness bug: traceback). Heavy imports happen
+inside commands so that `evalx --help` starts fast.
 """
 
 from __future__ import annotations
@@ -649,6 +654,331 @@ def export_traces(
     except EvalxError as err:
         raise _fail(err) from None
     typer.echo(str(path))
+
+
+# --------------------------------------------------------------------------- learn from data
+
+fit_app = typer.Typer(
+    help="Learn a suite fragment (latency, traffic or quality) from observed data.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(fit_app, name="fit")
+
+CallFilesArg = Annotated[
+    list[Path],
+    typer.Argument(help="Observed calls: LLMPerf JSON, OTLP JSON or a table.", show_default=False),
+]
+CallFormatOpt = Annotated[str, typer.Option("--format", help="llmperf, otlp or csv.")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model name (LLMPerf: default the file stem; otherwise picks one model).",
+        show_default=False,
+    ),
+]
+CallColumnsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="csv only: field=COLUMN,... (latency_ms=dur,ttft_ms=first,output_tokens=n,...).",
+        show_default=False,
+    ),
+]
+PriceInOpt = Annotated[float, typer.Option("--price-in", help="USD per million input tokens.")]
+PriceOutOpt = Annotated[float, typer.Option("--price-out", help="USD per million output tokens.")]
+
+
+def _pairs(text: str | None, option: str) -> dict[str, str] | None:
+    """`a=b,c=d` as a dict (None for None); EvalxError naming the option when malformed."""
+    if text is None:
+        return None
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip() or not value.strip():
+            raise EvalxError(f"{option} {text!r}: write key=value pairs separated by commas")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _command() -> str:
+    return " ".join(["evalx", *sys.argv[1:]])
+
+
+def _read_calls(files: list[Path], format_: str, model: str | None, columns: str | None) -> Any:
+    from harness.data import read_calls
+
+    return read_calls(files, format=format_, model=model, columns=_pairs(columns, "--columns"))
+
+
+def _write_fit(fit: Any, out: Path) -> tuple[Path, Path]:
+    """The fragment and its report, written into a temporary folder beside `out` and moved
+    into place only when all of them are complete."""
+    import shutil
+    import tempfile
+
+    from harness.errors import OutputError
+    from harness.fit_report import write_fit_report
+
+    if out.suffix not in (".yaml", ".yml"):
+        raise OutputError(f"--out {out}: name the fragment file, e.g. fit.yaml")
+    if not out.parent.is_dir():
+        raise OutputError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".partial", dir=out.parent))
+    try:
+        fit.write(tmp / out.name)
+        write_fit_report(fit, tmp / out.name)
+        for f in sorted(tmp.iterdir()):
+            f.replace(out.parent / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out, out.with_suffix(".md")
+
+
+def _fit_summary(fit: Any, paths: tuple[Path, Path]) -> None:
+    typer.echo(f"fitted {fit.kind} on {fit.provenance.rows_used} rows of "
+               f"{len(fit.provenance.sources)} file(s)")  # fmt: skip
+    for line in fit.summary():
+        typer.echo(f"  {line}")
+    for c in fit.components():
+        typer.echo(f"  {c.gof_line()}")
+    typer.echo(f"fragment: {paths[0]}\nreport:   {paths[1]}")
+
+
+@fit_app.command("latency")
+def fit_latency_(
+    files: CallFilesArg,
+    out: Annotated[Path, typer.Option(help="Fragment to write (fit.yaml).", show_default=False)],
+    format_: CallFormatOpt = "llmperf",
+    model: ModelOpt = None,
+    kind: Annotated[str, typer.Option(help="auto, lognormal or empirical.")] = "auto",
+    columns: CallColumnsOpt = None,
+) -> None:
+    """Fit each model's latency (token-aware when ttft and tokens exist) and error rate."""
+    from harness.data._fit_latency import fit_latency
+    from harness.data._fragment import Source
+
+    try:
+        if kind not in ("auto", "lognormal", "empirical"):
+            raise EvalxError(f"--kind {kind!r}: use auto, lognormal or empirical")
+        calls = _read_calls(files, format_, model, columns)
+        sources = [Source(s.path, s.sha256, s.rows) for s in calls.sources]
+        try:
+            fit = fit_latency(calls.table, model if format_ != "llmperf" else None, kind=kind,  # type: ignore[arg-type]
+                              sources=sources, command=_command())  # fmt: skip
+        except ValueError as err:
+            raise EvalxError(f"{', '.join(map(str, files))}: {err}") from None
+        paths = _write_fit(fit, out)
+    except EvalxError as err:
+        raise _fail(err) from None
+    _fit_summary(fit, paths)
+
+
+@fit_app.command("traffic")
+def fit_traffic_(
+    log: Annotated[Path, typer.Argument(help="Request log (CSV, JSON lines, Parquet).")],
+    columns: Annotated[
+        str,
+        typer.Option(
+            help="field=COLUMN,...: timestamp (required), input_tokens, output_tokens, "
+            "task_class, ...",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Fragment to write (traffic.yaml).", show_default=False)
+    ],
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="csv, jsonl or parquet (default: by suffix).", show_default=False
+        ),
+    ] = None,
+    bucket_s: Annotated[
+        float | None,
+        typer.Option(
+            "--bucket-s",
+            help="Bucket width for rates and spikes (default: auto).",
+            show_default=False,
+        ),
+    ] = None,
+    sort: Annotated[bool, typer.Option(help="Sort the log by timestamp first.")] = False,
+) -> None:
+    """Fit arrival rate, spikes and token sizes per class from a request log."""
+    from harness.data import read_log
+    from harness.data._fit_traffic import fit_traffic
+    from harness.data._fragment import Source
+
+    try:
+        mapping = _pairs(columns, "--columns") or {}
+        if "timestamp" not in mapping:
+            raise EvalxError("--columns: map timestamp=COLUMN; traffic is fitted from arrivals")
+        data = read_log(log, format=format_, columns=mapping, sort=sort)
+        try:
+            fit = fit_traffic(data.table, bucket_s, command=_command(),
+                              sources=[Source(data.path, data.sha256, data.rows)])  # fmt: skip
+        except ValueError as err:
+            raise EvalxError(f"{log}: {err}") from None
+        paths = _write_fit(fit, out)
+    except EvalxError as err:
+        raise _fail(err) from None
+    _fit_summary(fit, paths)
+
+
+@fit_app.command("quality")
+def fit_quality_(
+    table: Annotated[Path, typer.Argument(help="Outcome table: one score per prompt and model.")],
+    success: Annotated[
+        str, typer.Option(help="Success condition on the score, e.g. '>= 1.1'.", show_default=False)
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Fragment to write (quality.yaml).", show_default=False)
+    ],
+    id_: Annotated[str, typer.Option("--id", help="Prompt id column.")] = "id",
+    model: Annotated[str, typer.Option("--model", help="Model column.")] = "model",
+    score: Annotated[str, typer.Option("--score", help="Score column.")] = "score",
+    task_class: Annotated[
+        str | None,
+        typer.Option(
+            "--task-class", help="Task class column (per-class rates).", show_default=False
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            help="suite_name=table_name,... (default: every model, own name).", show_default=False
+        ),
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option(
+            "--format", help="csv, jsonl or parquet (default: by suffix).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Fit per-class success per model and point world.outcomes at the table."""
+    import os
+
+    from harness.data import read_outcomes
+    from harness.data._fit_quality import fit_quality
+    from harness.data._fragment import Source
+
+    try:
+        data = read_outcomes(table, id=id_, model=model, score=score, task_class=task_class,
+                             format=format_)  # fmt: skip
+        columns = {"id": id_, "model": model, "score": score}
+        if task_class is not None:
+            columns["task_class"] = task_class
+        rel = os.path.relpath(table.resolve(), out.resolve().parent)
+        try:
+            fit = fit_quality(data.table, success, _pairs(models, "--models"), path=rel,
+                              columns=columns, command=_command(),
+                              sources=[Source(data.path, data.sha256, data.rows)])  # fmt: skip
+        except ValueError as err:
+            raise EvalxError(f"{table}: {err}") from None
+        paths = _write_fit(fit, out)
+    except EvalxError as err:
+        raise _fail(err) from None
+    _fit_summary(fit, paths)
+
+
+@app.command("import")
+def import_(
+    files: CallFilesArg,
+    out: Annotated[Path, typer.Option(help="Run directory to write.", show_default=False)],
+    format_: CallFormatOpt = "llmperf",
+    model: ModelOpt = None,
+    columns: CallColumnsOpt = None,
+    price_in: PriceInOpt = 0.0,
+    price_out: PriceOutOpt = 0.0,
+    report: Annotated[bool, typer.Option(help="Write report.md and its figures.")] = True,
+) -> None:
+    """Turn observed calls into a run directory (marked observed) for compare and report.
+
+    One request and one chat span per call; compare it with a simulation using
+    `evalx compare OBSERVED SIMULATED --unpaired`.
+    """
+    from harness.observed import Prices, observed_run
+    from harness.storage import check_out, write_run
+
+    prices = Prices(price_in, price_out)
+    try:
+        check_out(out)
+        calls = _read_calls(files, format_, model, columns)
+        tables, man = observed_run(calls, ["evalx", *sys.argv[1:]], prices)
+        extra: dict[str, str | bytes] = {}
+        if report:
+            from harness.report import plot_files, run_markdown
+
+            plots = plot_files(tables["requests.parquet"].to_pandas(), man)
+            body = run_markdown(tables["summary.parquet"].to_pandas(), man, {n: n for n in plots})
+            extra = {**plots, "report.md": body}
+        write_run(out, tables, man, extra)
+    except EvalxError as err:
+        raise _fail(err) from None
+    typer.echo(f"imported {calls.table.num_rows} observed calls from "
+               f"{len(calls.sources)} file(s): {out}")  # fmt: skip
+
+
+@app.command()
+def backtest(
+    files: CallFilesArg,
+    format_: CallFormatOpt = "llmperf",
+    model: ModelOpt = None,
+    columns: CallColumnsOpt = None,
+    split: Annotated[str, typer.Option(help="time (start time, else file order) or random.")] = (
+        "time"
+    ),
+    train: Annotated[float, typer.Option(help="Share of the calls to fit on.")] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the random split and the simulation.")] = 0,
+    tolerance: Annotated[
+        float, typer.Option(help="Relative tolerance beyond the observed value's interval.")
+    ] = 0.2,
+    kind: Annotated[str, typer.Option(help="auto, lognormal or empirical.")] = "auto",
+    price_in: PriceInOpt = 0.0,
+    price_out: PriceOutOpt = 0.0,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write backtest.md, backtest.json and fit.yaml here.", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Fit on one part of observed calls, simulate the rest, judge the prediction.
+
+    Exit 1 when a metric's prediction lies outside the observed value's 95% interval
+    widened by the tolerance (rates: by tolerance x the rarer side, at least 0.01).
+    """
+    from harness.backtest import backtest as run_backtest
+    from harness.backtest import write_backtest
+    from harness.observed import Prices
+    from harness.storage import check_out
+
+    try:
+        if kind not in ("auto", "lognormal", "empirical"):
+            raise EvalxError(f"--kind {kind!r}: use auto, lognormal or empirical")
+        if split not in ("time", "random"):
+            raise EvalxError(f"--split {split!r}: use time or random")
+        if out is not None:
+            check_out(out)
+        calls = _read_calls(files, format_, model, columns)
+        sources = [{"path": s.path, "sha256": s.sha256, "rows": s.rows} for s in calls.sources]
+        result = run_backtest(calls.table, model=model if format_ != "llmperf" else None,
+                              split=split, train=train, seed=seed,  # type: ignore[arg-type]
+                              tolerance=tolerance, kind=kind,  # type: ignore[arg-type]
+                              prices=Prices(price_in, price_out), sources=sources)  # fmt: skip
+        if out is not None:
+            write_backtest(result, out)
+    except EvalxError as err:
+        raise _fail(err) from None
+    for line in result.lines():
+        typer.echo(line)
+    if out is not None:
+        typer.echo(f"written: {out / 'backtest.md'}, {out / 'backtest.json'}, {out / 'fit.yaml'}")
+    if not result.passed:
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _atomic_write(path: Path, body: bytes) -> None:
