@@ -45,8 +45,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness.data import LatencyFit, fit_latency
 from harness.data._dist import FitKind
-from harness.data._fit_latency import LatencyFit, fit_latency
 from harness.errors import EvalxError
 from harness.metrics import wilson
 from harness.observed import Prices, arrivals
@@ -173,14 +173,15 @@ class Backtest:
 
     def lines(self) -> list[str]:
         """A plain-text table (under 100 columns) and the verdict."""
-        head = f"{'metric':<20}{'observed [95%]':>27}{'predicted [95%]':>27}{'allowed':>19}  "
-        out = [self.headline(), "", head + "verdict", "-" * (len(head) + 7)]
+        head = f"{'metric':<18}{'observed [95%]':>27}{'predicted [95%]':>27}{'allowed':>19}  "
+        out = textwrap.wrap(self.headline(), width=98, subsequent_indent="  ")
+        out += ["", head + "verdict", "-" * (len(head) + 7)]
         for m in self.metrics:
             obs = f"{_num(m.observed)} [{_num(m.observed_low)}, {_num(m.observed_high)}]"
             pred = f"{_num(m.predicted)} [{_num(m.predicted_low)}, {_num(m.predicted_high)}]"
             band = f"[{_num(m.allowed_low)}, {_num(m.allowed_high)}]"
             verdict = {True: "PASS", False: "FAIL", None: "n/a"}[m.passed]
-            out.append(f"{m.name:<20}{obs:>27}{pred:>27}{band:>19}  {verdict}")
+            out.append(f"{m.name:<18}{obs:>27}{pred:>27}{band:>19}  {verdict}")
         out.append("")
         for note in [*self.notes, f"Rule: {RULE}."]:
             out += textwrap.wrap(note, width=98, subsequent_indent="  ")

@@ -757,7 +757,7 @@ def fit_latency_(
     columns: CallColumnsOpt = None,
 ) -> None:
     """Fit each model's latency (token-aware when ttft and tokens exist) and error rate."""
-    from harness.data._fit_latency import fit_latency
+    from harness.data import fit_latency
     from harness.data._fragment import Source
 
     try:
@@ -807,8 +807,7 @@ def fit_traffic_(
     sort: Annotated[bool, typer.Option(help="Sort the log by timestamp first.")] = False,
 ) -> None:
     """Fit arrival rate, spikes and token sizes per class from a request log."""
-    from harness.data import read_log
-    from harness.data._fit_traffic import fit_traffic
+    from harness.data import fit_traffic, read_log
     from harness.data._fragment import Source
 
     try:
@@ -861,8 +860,7 @@ def fit_quality_(
     """Fit per-class success per model and point world.outcomes at the table."""
     import os
 
-    from harness.data import read_outcomes
-    from harness.data._fit_quality import fit_quality
+    from harness.data import fit_quality, read_outcomes
     from harness.data._fragment import Source
 
     try:
