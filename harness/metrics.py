@@ -154,7 +154,8 @@ def violation_marks(spans: pa.Table) -> pd.DataFrame:
     keep = pc.or_(pc.not_equal(df["violation"], pa.scalar("")), pc.and_(df["caught"], df["acted"]))
     sub = df.filter(keep).to_pandas()
     prevented = sub["guards"].where(sub["caught"] & sub["acted"], "")
-    return sub.assign(prevented=prevented)[["request_id", "violation", "prevented"]]
+    out: pd.DataFrame = sub.assign(prevented=prevented)[["request_id", "violation", "prevented"]]
+    return out
 
 
 NEEDED = ("request_id", "route", "latency_ms", "success", "cost_usd", "outcome", "input_tokens",

@@ -153,7 +153,7 @@ def _write_remote(
 
     fs, path = _remote(url)
     check_out(url)
-    arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(fs))  # type: ignore[abstract]
+    arrow_fs = pafs.PyFileSystem(pafs.FSSpecHandler(fs))
     fs.makedirs(path, exist_ok=True)
     for name, table in tables.items():
         pq.write_table(

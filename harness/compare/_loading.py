@@ -75,7 +75,8 @@ def _read_requests(run: Path) -> pd.DataFrame:
                 f"{path}: lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
                 "re-run it with this evalx"
             )
-        return pq.read_table(path, columns=list(REQUIRED_COLUMNS)).to_pandas()
+        table: pd.DataFrame = pq.read_table(path, columns=list(REQUIRED_COLUMNS)).to_pandas()
+        return table
     except (OSError, pa.ArrowException) as exc:
         raise CompareError(f"{path}: cannot read the requests table ({exc})") from None
 
