@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -25,6 +25,8 @@ from harness.errors import EvalxError
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from harness.backtest import Split
+    from harness.data._dist import FitKind
     from harness.run import RunResult
     from harness.spec import Suite
 
@@ -93,12 +95,11 @@ def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> 
         n = s.traffic.requests
         if s.traffic.log is not None or s.world.outcomes is not None:  # read the data files
             from harness.traffic import sample_requests
-            from harness.world import sample_tape
+            from harness.world import outcome_rows
 
             reqs = sample_requests(s)
             n = len(reqs)
-            if s.world.outcomes is not None:
-                sample_tape(s, reqs)
+            outcome_rows(s, reqs)
     except SpecError as err:
         for problem in err.problems:
             typer.echo(f"error: {problem}", err=True)
@@ -758,16 +759,15 @@ def fit_latency_(
 ) -> None:
     """Fit each model's latency (token-aware when ttft and tokens exist) and error rate."""
     from harness.data import fit_latency
-    from harness.data._fragment import Source
 
     try:
         if kind not in ("auto", "lognormal", "empirical"):
             raise EvalxError(f"--kind {kind!r}: use auto, lognormal or empirical")
         calls = _read_calls(files, format_, model, columns)
-        sources = [Source(s.path, s.sha256, s.rows) for s in calls.sources]
         try:
-            fit = fit_latency(calls.table, model if format_ != "llmperf" else None, kind=kind,  # type: ignore[arg-type]
-                              sources=sources, command=_command())  # fmt: skip
+            fit = fit_latency(calls.table, model if format_ != "llmperf" else None,
+                              kind=cast("FitKind", kind),
+                              sources=calls.sources, command=_command())  # fmt: skip
         except ValueError as err:
             raise EvalxError(f"{', '.join(map(str, files))}: {err}") from None
         paths = _write_fit(fit, out)
@@ -808,7 +808,6 @@ def fit_traffic_(
 ) -> None:
     """Fit arrival rate, spikes and token sizes per class from a request log."""
     from harness.data import fit_traffic, read_log
-    from harness.data._fragment import Source
 
     try:
         mapping = _pairs(columns, "--columns") or {}
@@ -817,7 +816,7 @@ def fit_traffic_(
         data = read_log(log, format=format_, columns=mapping, sort=sort)
         try:
             fit = fit_traffic(data.table, bucket_s, command=_command(),
-                              sources=[Source(data.path, data.sha256, data.rows)])  # fmt: skip
+                              sources=[data.source])  # fmt: skip
         except ValueError as err:
             raise EvalxError(f"{log}: {err}") from None
         paths = _write_fit(fit, out)
@@ -861,7 +860,6 @@ def fit_quality_(
     import os
 
     from harness.data import fit_quality, read_outcomes
-    from harness.data._fragment import Source
 
     try:
         data = read_outcomes(table, id=id_, model=model, score=score, task_class=task_class,
@@ -873,7 +871,7 @@ def fit_quality_(
         try:
             fit = fit_quality(data.table, success, _pairs(models, "--models"), path=rel,
                               columns=columns, command=_command(),
-                              sources=[Source(data.path, data.sha256, data.rows)])  # fmt: skip
+                              sources=[data.source])  # fmt: skip
         except ValueError as err:
             raise EvalxError(f"{table}: {err}") from None
         paths = _write_fit(fit, out)
@@ -964,8 +962,8 @@ def backtest(
         calls = _read_calls(files, format_, model, columns)
         sources = [{"path": s.path, "sha256": s.sha256, "rows": s.rows} for s in calls.sources]
         result = run_backtest(calls.table, model=model if format_ != "llmperf" else None,
-                              split=split, train=train, seed=seed,  # type: ignore[arg-type]
-                              tolerance=tolerance, kind=kind,  # type: ignore[arg-type]
+                              split=cast("Split", split), train=train, seed=seed,
+                              tolerance=tolerance, kind=cast("FitKind", kind),
                               prices=Prices(price_in, price_out), sources=sources)  # fmt: skip
         if out is not None:
             write_backtest(result, out)

@@ -250,11 +250,11 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         token_latency=token_latency,
         per_token_s=per_token_s,
         per_input_s=per_input_s,
-        **_outcome_rows(suite, requests),
+        **outcome_rows(suite, requests),
     )
 
 
-def _outcome_rows(suite: Suite, requests: Requests) -> dict[str, np.ndarray]:
+def outcome_rows(suite: Suite, requests: Requests) -> dict[str, np.ndarray]:
     """`world.outcomes`: the table's correctness matrix and each request's row.
 
     A request with an id takes the row of that id; otherwise it draws a row (of its task

@@ -14,7 +14,8 @@ Every result carries the sha256 of the bytes it was read from, so what is made f
 can say exactly which data it came from.
 """
 
-from harness.data._calls import CALL_FIELDS, CALLS_SCHEMA, Calls, Source, read_calls
+from harness.data._calls import CALL_FIELDS, CALLS_SCHEMA, Calls, read_calls
+from harness.data._common import Source
 from harness.data._dist import fit_dist
 from harness.data._errors import DataError
 from harness.data._fit_latency import LatencyFit, ModelLatency, fit_latency

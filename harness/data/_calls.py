@@ -23,6 +23,7 @@ from harness.data._common import (
     NUMBER_FIX,
     PathLike,
     RawFile,
+    Source,
     Where,
     as_count,
     as_epoch_seconds,
@@ -96,15 +97,6 @@ _LLMPERF = pa.struct(
 OTLP_TEXT = "OTLP/JSON traces (an ExportTraceServiceRequest, or one a line)"
 _STATUS_ERROR = (2, "STATUS_CODE_ERROR")
 _ANY_VALUE = ("stringValue", "intValue", "doubleValue", "boolValue")
-
-
-@dataclass(frozen=True)
-class Source:
-    """One file that calls were read from: the path as given, its bytes' hash, its calls."""
-
-    path: str
-    sha256: str
-    rows: int
 
 
 @dataclass(frozen=True)

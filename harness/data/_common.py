@@ -62,6 +62,31 @@ _BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
+class Source:
+    """One input file: its path as given, its bytes' hash, and the rows read from it.
+
+    Readers fill it from the bytes they parsed; fits carry it as provenance."""
+
+    path: str
+    sha256: str | None
+    """Hex digest of the file's bytes; None when the file could not be read."""
+    rows: int
+
+    @classmethod
+    def of(cls, path: str | Path, rows: int) -> Source:
+        """Describe `path`, hashing it when it is a readable local file."""
+        h = hashlib.sha256()
+        try:
+            with Path(path).open("rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            digest: str | None = h.hexdigest()
+        except OSError:
+            digest = None
+        return cls(str(path), digest, int(rows))
+
+
+@dataclass(frozen=True)
 class RawFile:
     """A file's bytes as read once: every reader parses these and hashes these."""
 

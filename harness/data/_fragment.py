@@ -17,7 +17,6 @@ written), so the YAML holds exactly what was checked.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import io
 import re
 import textwrap
@@ -31,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
+from harness.data._common import Source
 from harness.data._dist import Dist
 from harness.data._gof import GoodnessOfFit
 
@@ -53,34 +53,6 @@ def evalx_version() -> str:
         return metadata.version("evalx")
     except metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-@dataclass(frozen=True)
-class Source:
-    """One input file: its path as given, its content hash, and the rows read from it."""
-
-    path: str
-    sha256: str | None
-    """Hex digest of the file's bytes; None when the file could not be read."""
-    rows: int
-
-    @classmethod
-    def of(cls, path: str | Path, rows: int) -> Source:
-        """Describe `path`, hashing it when it is a readable local file."""
-        p = Path(path)
-        try:
-            digest: str | None = _sha256(p)
-        except OSError:
-            digest = None
-        return cls(str(path), digest, int(rows))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from harness.data._common import (
     FORMAT_TEXT,
     TIMESTAMP_UNITS,
     PathLike,
+    Source,
     Where,
     as_count,
     as_epoch_seconds,
@@ -77,6 +78,11 @@ class Log:
     """The file's 0-based data row of each table row; None when they are the same."""
     locate: Where | None = field(default=None, repr=False, compare=False)
     """How rows map to places in the file; callers use `where`."""
+
+    @property
+    def source(self) -> Source:
+        """The file as a provenance entry."""
+        return Source(self.path, self.sha256, self.rows)
 
     def row_of(self, i: int) -> int:
         """The 0-based data row in the file of row `i` of `table` (they differ after sort)."""

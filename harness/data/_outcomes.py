@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from harness.data._common import (
     FORMAT_TEXT,
     PathLike,
+    Source,
     as_float,
     as_text,
     check_columns,
@@ -43,6 +44,11 @@ class Outcomes:
     path: str
     sha256: str
     rows: int
+
+    @property
+    def source(self) -> Source:
+        """The file as a provenance entry."""
+        return Source(self.path, self.sha256, self.rows)
 
 
 def read_outcomes(

@@ -53,6 +53,7 @@ class Calls(Servers, Scoring):
         classes = self.classes
         codes = self.codes
         self.quality = [[m.quality.get(c, m.default_quality) for c in classes] for m in models]
+        self.token_aware = [m.latency.token_aware for m in models]
         self.correct: np.ndarray | None = self.tape.correct
         self.outcome_row: list[int] | None = (
             self.tape.outcome_row.tolist() if self.tape.outcome_row is not None else None
@@ -140,9 +141,11 @@ class Calls(Servers, Scoring):
         name = self.name_ids.get(purpose)
         if name is None:
             name = self.name_code(purpose)
-        head = (rid, proc.span_index(), K_CHAT, name, self.model_target[m], self.model_tier[m], k)
+        idx = proc.nspan  # inline `proc.span_index()`: the hot path
+        proc.nspan = idx + 1
+        head = (rid, idx, K_CHAT, name, self.model_target[m], self.model_tier[m], k)
         fcode = self.codes["fault"](fault) if fault else 0
-        mark = self._input_mark(proc, eff)
+        mark = NO_MARK if proc.input_pii is None else self._input_mark(proc, eff)
         if fast or hang:
             self._fail_now(proc, res, head, fcode, eff.timeout_s, hang, mark)
             return
@@ -152,10 +155,11 @@ class Calls(Servers, Scoring):
                 total = proc.in_tok + proc.out_tok + tin + tout
                 if total > self.budget:
                     mark = proc.violate("budget_overrun", "budget")
-            tok = tape.per_output_token(rid, m, k)
-            if tok is None:  # total latency: the first token comes with the whole answer
+            if not self.token_aware[m]:  # total latency: the first token comes with the answer
                 service = ttft = lat
             else:
+                tok = tape.per_output_token(rid, m, k)
+                assert tok is not None
                 ttft = lat + tin * tape.per_input_token(rid, m, k)
                 service = ttft + tout * tok
             self._serve(proc, res, server, head, fcode, service, eff.timeout_s, tin, tout, cost,

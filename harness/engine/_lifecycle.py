@@ -39,7 +39,6 @@ from harness.stack import (
     RequestInfo,
     RoutingStack,
     Tick,
-    ToolResult,
     Wait,
 )
 from harness.stack._effects import OK, OUTCOMES, Outcome
@@ -205,9 +204,9 @@ class Engine(Calls):
             int(note.acted), 0, NAN,
         ))  # fmt: skip
 
-    def _delivered(self, proc: Proc, res: ModelResult | ToolResult, end: float) -> None:
+    def _delivered(self, proc: Proc, res: ModelResult, end: float) -> None:
         """A good answer: note when its first token came; in probe mode, record it."""
-        if type(res) is not ModelResult or res.purpose != "answer" or res.status != OK:
+        if res.purpose != "answer" or res.status != OK:
             return
         m = self.model_index[res.model]
         proc.answers[self.model_tier_name[m]] = end - res.latency_s + res.ttft_s
