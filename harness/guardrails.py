@@ -47,7 +47,7 @@ import bisect
 import re
 import string
 import unicodedata
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Final
@@ -61,6 +61,7 @@ from referencing.jsonschema import DRAFT202012
 __all__ = [
     "IBAN_LENGTHS",
     "PII_KINDS",
+    "ActionRecognizer",
     "Finding",
     "PiiDetector",
     "ToolArgsValidator",
@@ -493,6 +494,43 @@ def _reason(error: ValidationError) -> str:
 
 def _child(where: str, name: str) -> str:
     return f"{where}.{name}" if where else name
+
+
+# --- actions ---------------------------------------------------------------------------------
+
+
+class ActionRecognizer:
+    """Which policed actions a text asks for, and which one a proposed call performs.
+
+    An action is recognised by its own name (`delete_account`, or with spaces) or by one of
+    the policy's phrases for it, as a case-insensitive substring of the user's text or of
+    a call's tool name and argument values. A request phrased otherwise, or a call made
+    through another tool with arguments that name no phrase, is not recognised: that is
+    the detector's blind spot, and what `edge_cases.evasive` exercises.
+    """
+
+    def __init__(self, actions: Iterable[str], phrases: Mapping[str, Iterable[str]]) -> None:
+        self.phrases = {
+            a: tuple(dict.fromkeys([a.lower(), a.replace("_", " ").lower(),
+                                    *(p.lower() for p in phrases.get(a, ()))]))
+            for a in actions
+        }  # fmt: skip
+
+    def in_text(self, text: str) -> tuple[str, ...]:
+        """The actions `text` asks for, in policy order."""
+        lower = text.lower()
+        return tuple(a for a, ps in self.phrases.items() if any(p in lower for p in ps))
+
+    def of_call(self, tool: str, args: Mapping[str, Any] | None) -> str | None:
+        """The policed action a call performs, or None when nothing marks it as one."""
+        if tool in self.phrases:
+            return tool
+        words = " ".join([tool, *(str(v) for v in (args or {}).values())]).lower()
+        words = words.replace("_", " ")
+        for action, ps in self.phrases.items():
+            if any(p.replace("_", " ") in words for p in ps):
+                return action
+        return None
 
 
 # --- prompt injection ---------------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 from harness.spec import Suite, Traffic
 from harness.util import BLOCK, blocks, generator
 
-_ARRIVALS, _MIX, _TOKENS, _LABELS = 1, 2, 3, 4
+_ARRIVALS, _MIX, _TOKENS, _LABELS, _EVASIVE = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Requests:
     injection: np.ndarray  # bool
     prohibited: np.ndarray  # bool
     high_impact: np.ndarray  # bool
+    evasive: np.ndarray  # bool: its edge cases are written so the shipped detectors miss them
     texts: tuple[str, ...] | None = None  # from a requests file or log; None: synthetic text
     ids: tuple[str, ...] | None = None  # a log's request ids
     extra: dict[str, np.ndarray] = field(default_factory=dict)
@@ -94,6 +95,7 @@ class Draws:
     z_in: np.ndarray  # standard normal, prompt size
     z_out: np.ndarray  # standard normal, answer size
     labels: np.ndarray  # (n, 4) uniform: pii, injection, prohibited, high impact
+    evasive_u: np.ndarray  # uniform: the edge cases are evasive when < edge_cases.evasive
 
 
 def sample_draws(traffic: Traffic, seed: int, n: int) -> Draws:
@@ -105,6 +107,7 @@ def sample_draws(traffic: Traffic, seed: int, n: int) -> Draws:
     z_in = np.empty(n)
     z_out = np.empty(n)
     labels = np.empty((n, 4))
+    evasive = np.empty(n)
     for b, lo, hi in blocks(n):
         cls[lo:hi] = np.minimum(
             np.searchsorted(cdf, generator(seed, _MIX, b).random(hi - lo), side="right"),
@@ -113,7 +116,8 @@ def sample_draws(traffic: Traffic, seed: int, n: int) -> Draws:
         z = generator(seed, _TOKENS, b).standard_normal((2, BLOCK))  # full block: prefix-stable
         z_in[lo:hi], z_out[lo:hi] = z[0, : hi - lo], z[1, : hi - lo]
         labels[lo:hi] = generator(seed, _LABELS, b).random((hi - lo, 4))
-    return Draws(cls, z_in, z_out, labels)
+        evasive[lo:hi] = generator(seed, _EVASIVE, b).random(BLOCK)[: hi - lo]
+    return Draws(cls, z_in, z_out, labels, evasive)
 
 
 def token_sizes(traffic: Traffic, cls: np.ndarray, z: np.ndarray, which: str) -> np.ndarray:
@@ -158,6 +162,7 @@ def assemble(
         injection=labels[:, 1] < ec.prompt_injection,
         prohibited=labels[:, 2] < ec.prohibited_action,
         high_impact=labels[:, 3] < ec.high_impact,
+        evasive=draws.evasive_u < ec.evasive,
         **given,
     )
 
@@ -188,5 +193,6 @@ def _from_file(suite: Suite) -> Requests:
         injection=label("prompt_injection"),
         prohibited=label("prohibited_action"),
         high_impact=label("high_impact"),
+        evasive=label("evasive"),
         texts=tuple(r.text for r in rows),
     )

@@ -11,6 +11,8 @@ mapped are kept, row-aligned, as `label_<column>`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from harness.data import DataError, Log, read_log
@@ -52,7 +54,7 @@ def from_log(suite: Suite) -> Requests:
     cls = draws.task_class
     if "task_class" in table.column_names:
         cls = _classes(log, spec, keep, tuple(traffic.mix))
-        draws = type(draws)(cls, draws.z_in, draws.z_out, draws.labels)
+        draws = dataclasses.replace(draws, task_class=cls)
     cols = table.column_names
 
     def ints(name: str) -> np.ndarray | None:

@@ -73,6 +73,15 @@ class ActionPolicy(Strict):
     """Executed only from `high_impact_tiers`, or after a human approves (handoff)."""
     high_impact_tiers: list[str] = Field(default_factory=lambda: ["premium"])
     """Tiers trusted with high-impact actions."""
+    phrases: dict[str, list[str]] = Field(
+        default_factory=lambda: {
+            "delete_account": ["delete my account", "close my account", "remove my account"],
+            "refund": ["refund", "money back", "reimburse"],
+        }
+    )
+    """How each action is recognised in a user's text and in a proposed call's arguments
+    (case-insensitive substrings), besides its own name with spaces ("delete account").
+    Requests the phrases miss are routed as ordinary ones; calls they miss are not guarded."""
 
 
 class InjectionPolicy(Strict):

@@ -112,30 +112,45 @@ class Note:
         self.stage = stage
 
 
-Effect = CallModel | CallTool | Wait | Note
+class Handoff:
+    """Hand the request to a human (`reason`: `last_resort`, `approval`); resumed with a
+    `HumanResult` when the human has answered. Humans queue, take their time and cost
+    money (the suite's `handoff`); they do not time out, and no deadline cuts them short.
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+Effect = CallModel | CallTool | Wait | Note | Handoff
 
 
 class ModelResult:
     """What came back from a model call (or why nothing useful did).
 
-    Fields not set by the driver keep the class defaults (cheap to create: a result is
-    made for every call of a simulation).
+    Only what a real client gets: whether an answer is *right* is the world's to know, so
+    it is not here; a driver judges the answer the stack delivers. Fields not set by the
+    driver keep the class defaults (cheap to create: one per call of a simulation).
     """
 
     input_tokens = 0
     output_tokens = 0
-    correct = False
     confidence = 0.0
     predicted_class: str | None = None
     http_status = 200
     retry_after_s = 0.0
     truncated = False  # the answer hit max_output_tokens
-    purpose = ""  # the CallModel's purpose, echoed by the driver
+    purpose = ""  # what the call turned out to be: classify, step (a tool call), repair, answer
     model = ""  # the model that answered, echoed by the driver
     text = ""  # the answer's text (answer calls)
-    proposed_tool = ""  # step calls: the tool the model asks to call
-    tool_args: Mapping[str, Any] | None = None  # step calls: the arguments it proposes
-    proposed_action: str | None = None  # an action it proposes on its own (e.g. injected)
+    proposed_tool = ""  # a tool the model asks to call next ('' when it answered instead)
+    tool_args: Mapping[str, Any] | None = None  # the arguments it proposes for that tool
+    proposed_actions: tuple[tuple[str, Mapping[str, Any] | None], ...] = ()
+    """Actions (tool calls with effects) the model proposes with its answer or step:
+    asked for by the user, or slipped in by an injected instruction: the stack cannot tell
+    which, except by what it recognises in the user's text."""
     ttft_s = float("nan")  # call start to first token, seconds (NaN: no token, or unknown)
 
     def __init__(self, status: str, now: float, latency_s: float) -> None:
@@ -158,6 +173,20 @@ class ToolResult:
         self.latency_s = latency_s
 
 
+class HumanResult:
+    """A human has taken the request over and answered: when, after how long (`latency_s`,
+    queue included) and how long the case waited for a free agent (`wait_s`). Whether the
+    human got it right is the world's to know, as for a model's answer."""
+
+    http_status = 200
+    wait_s = 0.0
+
+    def __init__(self, status: str, now: float, latency_s: float) -> None:
+        self.status = status
+        self.now = now
+        self.latency_s = latency_s
+
+
 class Tick:
     """Resumption after a `Wait` or a `Note`."""
 
@@ -167,7 +196,7 @@ class Tick:
         self.now = now
 
 
-Outcome = ModelResult | ToolResult | Tick
+Outcome = ModelResult | ToolResult | HumanResult | Tick
 
 
 def _half(j: int) -> float:
@@ -175,24 +204,33 @@ def _half(j: int) -> float:
 
 
 class RequestInfo(NamedTuple):
-    """What a stack may know about a request: its content, not the world's dice."""
+    """What a stack may know about a request: what a real router gets, nothing more.
+
+    Its text, size and metadata. Not its task class (a classifier guesses it), not how
+    many tool steps it needs (the model decides), not its edge-case labels (detectors
+    guess them): those are ground truth, kept by the driver for scoring.
+    """
 
     request_id: int
     arrival_s: float
-    task_class: str
     input_tokens: int
-    tool_steps: int
-    tools: tuple[str, ...]
+    tools: tuple[str, ...] = ()
+    """The tools the agent may call (the deployment's toolset, the same for every request)."""
     jitter: Callable[[int], float] = _half
     """Uniform draws for backoff jitter, supplied by the driver (the stack owns no RNG)."""
     text: str = ""
     """The user's message."""
-    actions: tuple[str, ...] = ()
-    """Actions the user's request asks for (its tools, refunds, deletions, ...)."""
+    metadata: Mapping[str, str] = {}
+    """What the request carries besides text, e.g. `tenant` from a request log."""
 
 
 class Final(NamedTuple):
-    """A stack's verdict on a request."""
+    """A stack's verdict on a request.
+
+    `outcome` "success" means the stack delivered an answer (from tier `served_by`); the
+    driver judges it and records success or wrong (the simulation by the world's ground
+    truth, a live run by the request's assertions). "blocked" is a refusal, judged too.
+    """
 
     outcome: str
     route: str
