@@ -534,6 +534,10 @@ def _assemble(
     out.update({key: np.where(empty, np.nan, v) for key, v in percentiles.items()})
     out["share_tier"] = np.where(empty[:, None], np.nan, tiers / n[:, None])
     out["escalation_rate"] = mean(escalated.astype(np.float64))
+    wins = success.astype(np.float64)
+    out["cost_per_success_usd"] = np.where(
+        success == 0, np.nan, sums["cost_per_request_usd"] / np.where(success == 0, 1.0, wins)
+    )
     return out
 
 
@@ -567,7 +571,8 @@ def screen(
     """Exact metrics of the accepted attempts for every threshold, group and `all`.
 
     Returns (S, G + 1) float64 arrays, row s for thresholds[s] and column G for all
-    requests: `requests`, `success_rate`, `cost_per_request_usd`, `tokens_per_request`,
+    requests: `requests`, `success_rate`, `cost_per_request_usd`, `cost_per_success_usd`
+    (total cost over successes; NaN without one), `tokens_per_request`,
     `mean_latency_ms`, one `p{q:g}_latency_ms` per percentile (numpy.percentile's
     default method, bit for bit), `share_tier` (S, G + 1, n_tiers) and
     `escalation_rate` (share accepted after the first attempt). Means are the correctly

@@ -26,7 +26,7 @@ from harness.sweep._screen import (
 
 KEYS = (
     "requests", "success_rate", "cost_per_request_usd", "tokens_per_request",
-    "mean_latency_ms", "share_tier", "escalation_rate",
+    "mean_latency_ms", "share_tier", "escalation_rate", "cost_per_success_usd",
 )  # fmt: skip
 CONFIDENCES = (0.0, 0.25, 0.5, 0.5, 0.75, 1.0, -0.0, 0.3, 0.7000000000000001, -2.0, 3.0)
 AMOUNTS = (0.0, -0.0, 1.0, 2.0, 2.0, 3.5, 0.1, 1 / 3, 1e-3, 5e-324, 1e-300, 1e6, 2.0**52 + 1)
@@ -153,6 +153,7 @@ def test_metrics_by_hand() -> None:
     assert list(got) == [
         "requests", "success_rate", "cost_per_request_usd", "tokens_per_request",
         "mean_latency_ms", "p50_latency_ms", "p100_latency_ms", "share_tier", "escalation_rate",
+        "cost_per_success_usd",
     ]  # fmt: skip
     assert got["requests"].tolist() == [[2, 0, 2], [2, 0, 2]]
     assert got["success_rate"][:, 2].tolist() == [0.5, 1.0]
