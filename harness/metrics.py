@@ -42,6 +42,11 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("total_cost_usd", "float64", "Total token cost."),
     Column("tokens_per_request", "float64", "Mean input + output tokens per request."),
     Column("escalation_rate", "float64", "Share of requests escalated to a higher tier."),
+    Column(
+        "escalation_harm_rate",
+        "float64",
+        "Share of requests where escalation turned a right answer wrong (NaN: not recorded).",
+    ),
     Column("fallback_rate", "float64", "Share of requests that fell back after a failure."),
     Column("handoff_rate", "float64", "Share of requests handed off to a human."),
     Column("retries_per_request", "float64", "Mean retried calls per request."),
@@ -111,6 +116,9 @@ def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]
         if n
         else math.nan,
         "escalation_rate": share(df["escalated"].to_numpy()),
+        "escalation_harm_rate": share(df["escalation_harm"].to_numpy())
+        if "escalation_harm" in df
+        else math.nan,
         "fallback_rate": share(df["fallbacks"].to_numpy() > 0),
         "handoff_rate": share(df["handoff"].to_numpy()),
         "retries_per_request": float(df["retries"].mean()) if n else math.nan,
@@ -171,7 +179,8 @@ def summary_table(requests: pa.Table, spans: pa.Table | None = None) -> pa.Table
     from harness.records import schema
 
     sch = schema(SUMMARY_COLUMNS)
-    needed = [*NEEDED, "ttft_ms"] if "ttft_ms" in requests.column_names else list(NEEDED)
+    optional = [c for c in ("ttft_ms", "escalation_harm") if c in requests.column_names]
+    needed = [*NEEDED, *optional]
     df = requests.select(needed).to_pandas()
     marks = violation_marks(spans) if spans is not None else None
     return pa.Table.from_pandas(summarize(df, marks), schema=sch, preserve_index=False)

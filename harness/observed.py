@@ -58,6 +58,7 @@ OBSERVED_CLASS = "observed"
 NEUTRAL: Mapping[str, Any] = {
     "task_class": OBSERVED_CLASS,
     "escalated": False,
+    "escalation_harm": False,
     "retries": 0,
     "fallbacks": 0,
     "handoff": False,

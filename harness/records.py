@@ -52,6 +52,11 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("input_tokens", "int64", "Prompt tokens over billed model calls."),
     Column("output_tokens", "int64", "Completion tokens over billed model calls."),
     Column("escalated", "bool", "Moved up a tier on low confidence or low classifier confidence."),
+    Column(
+        "escalation_harm",
+        "bool",
+        "Escalated, a lower tier had given a right answer, and the final answer is wrong.",
+    ),
     Column("retries", "int16", "Retried calls (models and tools)."),
     Column("fallbacks", "int16", "Switches to another model or tier after a failure."),
     Column("handoff", "bool", "Ended with a human (approval or last resort)."),
@@ -154,6 +159,7 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield trace.input_tokens
         yield trace.output_tokens
         yield trace.escalated
+        yield trace.escalation_harm
         yield trace.retries
         yield trace.fallbacks
         yield trace.handoff

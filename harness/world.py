@@ -7,8 +7,14 @@ world (common random numbers), which makes paired comparisons and tape-based swe
 exact. Calls beyond the tape's width (rare: long retry chains) are drawn on demand
 from a generator keyed the same way, so they are just as deterministic.
 
-Correctness comes from one of two places. Parametric: request i has latent difficulty
-u_i and model m answers it correctly when u_i < quality[m][class]. From data: with
+Correctness comes from one of two places. Parametric, a Gaussian copula: request i has
+a latent z_i = Phi^-1(u_i) (u_i its uniform `difficulty`) shared by every model, model m
+adds its own noise e_im ~ N(0, 1), and it answers correctly when
+Phi(sqrt(rho) z_i + sqrt(1 - rho) e_im) < quality[m][class], rho being
+`world.correlation`. Each model's success rate is exactly its quality whatever rho;
+rho = 1 is the nested world (a stronger model is right on a superset), rho = 0 makes
+models independent, and in between a small model is sometimes right where a large one
+is wrong. From data: with
 `world.outcomes`, each request gets a row of a table of per-prompt outcomes (its own row
 when traffic carries ids, else a row drawn for it), and model m is right when its score
 in that row passes the success rule; the joint outcome across models comes from one
@@ -36,7 +42,7 @@ JITTERS = 8
 """Backoff jitter draws per request on the tape."""
 
 _DIFFICULTY, _CONF, _CALLS, _TOOLS, _JITTER, _CLASSIFY, _OVERFLOW = 11, 12, 13, 14, 15, 16, 17
-_TOKEN_LATENCY, _OUTCOME_ROWS = 18, 19
+_TOKEN_LATENCY, _OUTCOME_ROWS, _NOISE = 18, 19, 20
 _Z99 = 2.3263478740408408
 
 
@@ -80,7 +86,8 @@ class Tape:
     seed: int
     model_names: tuple[str, ...]
     tool_names: tuple[str, ...]
-    difficulty: np.ndarray  # (n,) latent difficulty u
+    difficulty: np.ndarray  # (n,) latent difficulty u, shared by every model
+    correct_u: np.ndarray  # (n, M) model m right when < its quality (copula of difficulty)
     conf_right: np.ndarray  # (n, M) confidence if the answer is right
     conf_wrong: np.ndarray  # (n, M) confidence if wrong
     inject_u: np.ndarray  # (n, M) follows an injected instruction when < susceptibility
@@ -174,6 +181,7 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
     nm, nt = len(models), max(len(tools), 1)
     f32 = np.float32
     difficulty = np.empty(n)
+    correct_u = np.empty((n, nm))
     conf_right, conf_wrong, inject_u, leak_u = (np.empty((n, nm), f32) for _ in range(4))
     latency_s = np.empty((n, nm, WIDTH))
     error_u, fault_u, args_u = (np.empty((n, nm, WIDTH), f32) for _ in range(3))
@@ -221,6 +229,8 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
                 sample_latency(model.latency, rng, (full, WIDTH))  # keep `rng` in step
             u = rng.random((3, full, WIDTH), f32)[:, :size]
             error_u[lo:hi, j], fault_u[lo:hi, j], args_u[lo:hi, j] = u[0], u[1], u[2]
+            noise = generator(seed, _NOISE, stable_id(name), b).standard_normal(full)[:size]
+            correct_u[lo:hi, j] = copula(difficulty[lo:hi], noise, suite.world.correlation)
         for j, (name, tool) in enumerate(tools):
             rng = generator(seed, _TOOLS, stable_id(name), b)
             tool_latency_s[lo:hi, j] = sample_latency(tool.latency, rng, (full, WIDTH))[:size]
@@ -231,6 +241,7 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         model_names=tuple(name for name, _ in models),
         tool_names=tuple(name for name, _ in tools),
         difficulty=difficulty,
+        correct_u=correct_u,
         conf_right=conf_right,
         conf_wrong=conf_wrong,
         inject_u=inject_u,
@@ -252,6 +263,21 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         per_input_s=per_input_s,
         **outcome_rows(suite, requests),
     )
+
+
+def copula(u: np.ndarray, noise: np.ndarray, rho: float) -> np.ndarray:
+    """Uniforms Phi(sqrt(rho) Phi^-1(u) + sqrt(1 - rho) noise): uniform for each model,
+    with latent correlation rho between models that share `u`. At rho = 1 they are `u`
+    itself (no round trip through Phi), so the nested world is reproduced bit for bit."""
+    if rho >= 1.0:
+        return u.copy()
+    from scipy.special import ndtr, ndtri
+
+    z = math.sqrt(1.0 - rho) * noise
+    if rho > 0.0:
+        z += math.sqrt(rho) * ndtri(u)
+    out: np.ndarray = ndtr(z)
+    return out
 
 
 def outcome_rows(suite: Suite, requests: Requests) -> dict[str, np.ndarray]:

@@ -223,7 +223,8 @@ class Calls(Servers, Scoring):
         """Whether model m answers request `proc` correctly.
 
         From the outcome table's row for the request when the world has one, else from
-        the latent difficulty against the model's quality for the class. Degraded context
+        the model's copula draw (the request's latent difficulty plus the model's own
+        noise, `Tape.correct_u`) against its quality for the class. Degraded context
         costs a share `penalty` of the chance of being right either way.
         """
         rid = proc.rid
@@ -234,7 +235,7 @@ class Calls(Servers, Scoring):
         q = self.quality[m][proc.cls]
         if degraded:
             q *= 1.0 - proc.penalty
-        return bool(u < q)
+        return bool(self.tape.correct_u.item(rid, m) < q)
 
     def _propose(self, res: ModelResult, tool: str, m: int, u: float) -> None:
         """The tool call a ReAct step proposes: the planned one, or a bad one by the tape."""

@@ -209,7 +209,10 @@ class Engine(Calls):
         if res.purpose != "answer" or res.status != OK:
             return
         m = self.model_index[res.model]
-        proc.answers[self.model_tier_name[m]] = end - res.latency_s + res.ttft_s
+        tier = self.model_tier_name[m]
+        proc.answers[tier] = end - res.latency_s + res.ttft_s
+        if res.correct and not proc.right_tier:
+            proc.right_tier = tier
         if self.attempts is not None:
             self.attempts.append((proc.rid, end, proc.cost, proc.in_tok, proc.out_tok,
                                   res.confidence, res.correct, m))  # fmt: skip
@@ -226,6 +229,8 @@ class Engine(Calls):
         tr.served_by[rid] = codes["tier"](final.served_by)
         tr.tiers_tried[rid] = codes["tiers_tried"](">".join(final.tiers_tried))
         tr.escalated[rid] = final.escalated
+        if final.escalated and final.outcome == "wrong":
+            tr.escalation_harm[rid] = proc.right_tier not in ("", final.served_by)
         tr.retries[rid] = final.retries
         tr.fallbacks[rid] = final.fallbacks
         tr.handoff[rid] = final.handoff

@@ -15,7 +15,7 @@ class Proc:
 
     __slots__ = ("actions", "answers", "calls", "cls", "cost", "customer_pii", "gen", "in_tok",
                  "injected", "input_pii", "mcalls", "nspan", "out_tok", "penalty", "prevented",
-                 "rid", "saw_injection", "tcalls", "violations")  # fmt: skip
+                 "rid", "right_tier", "saw_injection", "tcalls", "violations")  # fmt: skip
 
     def __init__(
         self, rid: int, gen: Handler, cls: int, n_targets: int, actions: tuple[str, ...]
@@ -31,6 +31,7 @@ class Proc:
         self.prevented: list[str] = []
         self.calls = [0] * n_targets  # calls made per model, then per tool (tape call index)
         self.answers: dict[str, float] = {}  # tier -> first token time of its last good answer
+        self.right_tier = ""  # tier of the first right answer delivered ('' none yet)
         self.nspan = 0
         self.in_tok = 0
         self.out_tok = 0

@@ -140,6 +140,7 @@ class Trace:
     served_by: np.ndarray
     tiers_tried: np.ndarray
     escalated: np.ndarray
+    escalation_harm: np.ndarray  # bool: escalated, a lower tier was right, final answer wrong
     retries: np.ndarray
     fallbacks: np.ndarray
     handoff: np.ndarray
@@ -173,6 +174,7 @@ class Trace:
             served_by=np.zeros(n, np.int16),
             tiers_tried=np.zeros(n, np.int16),
             escalated=np.zeros(n, bool),
+            escalation_harm=np.zeros(n, bool),
             retries=np.zeros(n, np.int16),
             fallbacks=np.zeros(n, np.int16),
             handoff=np.zeros(n, bool),

@@ -560,11 +560,25 @@ class Outcomes(Strict):
     """Suite model -> model name in the table; models not listed use their own name."""
 
 
+CORRELATION = 0.58
+"""Default `world.correlation`: the tetrachoric (latent) correlation of success between
+two models, averaged over the 15 pairs of the 6 models in the AlpacaEval judgments
+(fixtures/shared/alpacaeval/judgments.csv, success `preference >= 1.1`, 805 prompts):
+per pair, the rho at which a standard bivariate normal cut at the two models' success
+rates gives their observed rate of both succeeding. Pairs range 0.31-0.81, mean 0.577.
+tests/unit/test_copula.py recomputes it from the data."""
+
+
 class World(Strict):
     """Where the world's correctness comes from, beyond each model's `quality` numbers."""
 
     outcomes: Outcomes | None = None
     """A table of per-prompt outcomes; None: parametric quality per task class."""
+    correlation: Probability = CORRELATION
+    """Parametric quality: latent correlation of correctness between any two models (a
+    Gaussian copula). 1 = nested (a stronger model is right whenever a weaker one is), 0 =
+    independent; each model's success rate is its quality either way. The default is
+    fitted to the AlpacaEval judgments (see `CORRELATION`). Ignored with `outcomes`."""
 
 
 # --------------------------------------------------------------------------- suite
@@ -591,7 +605,7 @@ class Suite(Strict):
     faults: list[Fault] = Field(default_factory=list)
     """Scheduled fault windows."""
     world: World = World()
-    """Correctness from a table of per-prompt outcomes, instead of `quality` numbers."""
+    """How correctness is drawn: correlated across models, or from per-prompt outcomes."""
     stack: Stack = Stack()
     """The routing stack under test."""
     policies: Policy = Policy()

@@ -163,15 +163,15 @@ def test_difficulty_is_uniform() -> None:
     assert stats.kstest(tape.difficulty, "uniform").pvalue > 1e-3
 
 
-def test_higher_quality_is_right_on_a_superset() -> None:
-    suite = make_suite({"traffic.requests": 20_000})
+def test_at_correlation_one_higher_quality_is_right_on_a_superset() -> None:
+    suite = make_suite({"traffic.requests": 20_000, "world.correlation": 1.0})
     req = sample_requests(suite)
     tape = sample_tape(suite, req)
     names = list(req.class_names)
     quality = np.array(
         [[m.quality.get(c, m.default_quality) for c in names] for m in suite.models.values()]
     )  # (models, classes), increasing down the tiers in BASE
-    right = tape.difficulty[:, None] < quality[:, req.task_class].T  # (n, models)
+    right = tape.correct_u < quality[:, req.task_class].T  # (n, models)
     for weak, strong in [(0, 1), (1, 2), (0, 2)]:
         assert np.all(right[right[:, weak], strong]), (weak, strong)
         assert right[:, strong].sum() > right[:, weak].sum()
@@ -304,6 +304,7 @@ def test_one_models_latency_leaves_other_models_columns_unchanged() -> None:
         "conf_right",
         "conf_wrong",
         "inject_u",
+        "correct_u",
     ):
         a, b = getattr(base, name), getattr(other, name)
         for j in range(len(base.model_names)):
@@ -329,7 +330,8 @@ def test_adding_a_model_or_tool_leaves_existing_columns_unchanged() -> None:
     tools = {**BASE["tools"], "extra_tool": {}}
     other = tape_of(make_suite(models=models, tools=tools))
     assert other.model_names[-1] == "extra" and other.tool_names[-1] == "extra_tool"
-    for name in ("latency_s", "error_u", "fault_u", "args_u", "conf_right", "conf_wrong"):
+    for name in ("latency_s", "error_u", "fault_u", "args_u", "conf_right", "conf_wrong",
+                 "correct_u"):  # fmt: skip
         assert np.array_equal(getattr(base, name), getattr(other, name)[:, :3]), name
     for name in ("tool_latency_s", "tool_error_u", "tool_fault_u"):
         assert np.array_equal(getattr(base, name), getattr(other, name)[:, :2]), name
