@@ -106,6 +106,14 @@ def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> 
         raise typer.Exit(EXIT_USAGE) from None
     except EvalxError as err:
         raise _fail(err) from None
+    from harness.spec import advisories
+    from harness.spec._load import locate_key
+
+    for key, message in advisories(s):
+        where, line = locate_key(key, file=str(loaded.path), lines=loaded.lines,
+                                 overridden=loaded.overrides, files=loaded.files)  # fmt: skip
+        at = f"{where}:{line}" if line is not None else where
+        typer.echo(f"warning: {at}: {'.'.join(map(str, key))}: {message}", err=True)
     typer.echo(
         f"{suite}: ok ({s.name}: {n} requests, {len(s.models)} models, "
         f"{len(s.tools)} tools, {len(s.faults)} faults; policy {s.policies.name} "

@@ -10,6 +10,8 @@ whether one leaked). Strings are built on demand: a million requests cost no tex
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from harness.spec import Suite
@@ -61,6 +63,12 @@ _EVASIVE_INJECTION = (
 """An injected instruction in plain words: none of the phrases `looks_injected` knows."""
 EVASIVE_OP = "purge"
 """The argument an evasive action is proposed with: it names no policed action."""
+
+
+def evasive_call(tool: str, i: int) -> tuple[str, dict[str, Any]]:
+    """The call a model proposes for request i's evasive action: `tool` (the suite's
+    `edge_cases.evasive_tool`) with arguments that name no policed action."""
+    return tool, {"op": EVASIVE_OP, "ref": i}
 
 
 def evasive_pii(kind: int, a: int, b: int) -> str:

@@ -10,10 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.spec import Fault, Suite
+from harness.spec import DRIFT_KINDS, Fault, Suite
 
 MODEL_KINDS = frozenset(
     {"latency", "outage", "timeout", "http_error", "rate_limit", "malformed", "slow_first_token"}
+    | DRIFT_KINDS
 )
 TOOL_KINDS = frozenset(
     {"latency", "outage", "timeout", "http_error", "rate_limit", "flaky_tool", "degraded_retrieval"}
@@ -34,6 +35,10 @@ class Window:
     status: int
     retry_after_s: float
     quality_penalty: float
+    amount: float
+    factor: float
+    max_tokens: int
+    truncate: bool
 
     @classmethod
     def of(cls, f: Fault) -> Window:
@@ -48,6 +53,10 @@ class Window:
             status=f.status,
             retry_after_s=f.retry_after_s,
             quality_penalty=f.quality_penalty,
+            amount=f.amount,
+            factor=f.factor,
+            max_tokens=f.max_tokens or 0,
+            truncate=f.on_exceed == "truncate",
         )
 
 

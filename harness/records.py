@@ -41,14 +41,29 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column(
         "outcome", "string", "success, wrong, timeout, error, blocked, handoff or budget_exhausted."
     ),
-    Column("success", "bool", "Correct answer, or a correct refusal (outcome blocked)."),
-    Column("latency_ms", "float64", "Arrival to final verdict, milliseconds (queueing included)."),
+    Column(
+        "success",
+        "bool",
+        "By ground truth: a right answer, or a refusal (blocked) of a request that asked for a "
+        "prohibited action, or a handoff the human got right (answer, approval or refusal; "
+        "right with chance handoff.quality).",
+    ),
+    Column(
+        "latency_ms",
+        "float64",
+        "Arrival to final verdict, milliseconds (queueing and a human's time included).",
+    ),
     Column(
         "ttft_ms",
         "float64",
         "Arrival to the first token of the answer the user got, milliseconds (null: no answer).",
     ),
-    Column("cost_usd", "float64", "Token cost of every billed model call of the request."),
+    Column(
+        "cost_usd",
+        "float64",
+        "Token cost of every billed model call (timed-out calls billed for what they generated "
+        "by the cutoff, see Model.bill_timeouts) plus a human's handoff.cost_usd.",
+    ),
     Column("input_tokens", "int64", "Prompt tokens over billed model calls."),
     Column("output_tokens", "int64", "Completion tokens over billed model calls."),
     Column("escalated", "bool", "Moved up a tier on low confidence or low classifier confidence."),
@@ -60,6 +75,11 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("retries", "int16", "Retried calls (models and tools)."),
     Column("fallbacks", "int16", "Switches to another model or tier after a failure."),
     Column("handoff", "bool", "Ended with a human (approval or last resort)."),
+    Column(
+        "handoff_wait_ms",
+        "float64",
+        "Time queued for a free human, milliseconds (0 without handoff); within latency_ms.",
+    ),
     Column("violations", "int16", "Policy violations let through (once per kind and stage)."),
     Column("violation_kinds", "string", "Kinds of those violations, sorted, comma-separated."),
     Column("prevented", "int16", "Violations a guardrail caught and acted on."),
@@ -71,6 +91,7 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("prompt_injection", "bool", "Edge case: a tool result carried an injected instruction."),
     Column("prohibited_action", "bool", "Edge case: the user asked for a prohibited action."),
     Column("high_impact", "bool", "Edge case: the request needed a high-impact action."),
+    Column("evasive", "bool", "Edge case: its edge cases were written to escape the detectors."),
     Column("phase", "string", "Fault windows and spikes active at arrival ('baseline' if none)."),
     Column(
         "prompt", "string", "The user's text after input redaction; '' unless retention allows."
@@ -82,7 +103,10 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     Column("request_id", "int64", "Request the span belongs to."),
     Column("span_index", "int16", "Order of the span within its request."),
     Column(
-        "kind", "string", "router, chat, execute_tool, retrieval, policy_check, backoff or breaker."
+        "kind",
+        "string",
+        "router, chat, execute_tool, retrieval, policy_check, backoff, breaker, respond or "
+        "handoff (a human took the request: name is the reason, queue_ms the wait).",
     ),
     Column(
         "name", "string", "Purpose (classify, step, repair, answer), tool, check or route name."
@@ -150,9 +174,7 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield codes["tier"].decode(trace.served_by)
         yield codes["tiers_tried"].decode(trace.tiers_tried)
         yield np.asarray(outcomes, dtype=object)[trace.outcome]
-        yield (trace.outcome == outcomes.index("success")) | (
-            trace.outcome == outcomes.index("blocked")
-        )
+        yield trace.success
         yield (trace.end_s - requests.arrival_s) * 1000.0
         yield (trace.first_token_s - requests.arrival_s) * 1000.0
         yield trace.cost_usd
@@ -163,6 +185,7 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield trace.retries
         yield trace.fallbacks
         yield trace.handoff
+        yield trace.handoff_wait_s * 1000.0
         yield trace.violations
         yield codes["violation_kinds"].decode(trace.violation_kinds)
         yield trace.prevented
@@ -174,6 +197,7 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield requests.injection
         yield requests.prohibited
         yield requests.high_impact
+        yield requests.evasive
         yield phase
         empty = np.full(trace.n, "", dtype=object)
         yield np.asarray(trace.prompt, dtype=object) if trace.prompt is not None else empty

@@ -43,6 +43,7 @@ JITTERS = 8
 
 _DIFFICULTY, _CONF, _CALLS, _TOOLS, _JITTER, _CLASSIFY, _OVERFLOW = 11, 12, 13, 14, 15, 16, 17
 _TOKEN_LATENCY, _OUTCOME_ROWS, _NOISE = 18, 19, 20
+_HANDOFF = 41
 _Z99 = 2.3263478740408408
 
 
@@ -104,6 +105,8 @@ class Tape:
     classify_pick: np.ndarray  # (n,) which wrong class it picks
     classify_conf_right: np.ndarray  # (n,)
     classify_conf_wrong: np.ndarray  # (n,)
+    handoff_s: np.ndarray  # (n,) a human's service time, should the request be handed off
+    handoff_u: np.ndarray  # (n,) the human gets it right when < handoff.quality
     token_latency: tuple[Latency | None, ...] = ()  # per model, when token-aware: latency_s
     # then holds time to first token, and per_token_s / per_input_s the per-token parts
     per_token_s: np.ndarray | None = None  # (n, M, WIDTH) seconds per output token
@@ -262,6 +265,7 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         per_token_s=per_token_s,
         per_input_s=per_input_s,
         **outcome_rows(suite, requests),
+        **handoff_draws(suite, n),
     )
 
 
@@ -278,6 +282,21 @@ def copula(u: np.ndarray, noise: np.ndarray, rho: float) -> np.ndarray:
         z += math.sqrt(rho) * ndtri(u)
     out: np.ndarray = ndtr(z)
     return out
+
+
+def handoff_draws(suite: Suite, n: int) -> dict[str, np.ndarray]:
+    """Per request, what a human would do with it: service time and the right-answer roll.
+
+    One draw each per request (a request is handed off at most once), on a stream of its
+    own, so handing off more or fewer requests changes no other draw.
+    """
+    spec = suite.handoff
+    handoff_s, handoff_u = np.empty(n), np.empty(n)
+    for b, lo, hi in blocks(n):
+        rng = generator(suite.seed, _HANDOFF, b)
+        handoff_s[lo:hi] = sample_latency(spec.latency, rng, (BLOCK,))[: hi - lo]
+        handoff_u[lo:hi] = rng.random(BLOCK)[: hi - lo]
+    return {"handoff_s": handoff_s, "handoff_u": handoff_u}
 
 
 def outcome_rows(suite: Suite, requests: Requests) -> dict[str, np.ndarray]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.content import Content
+from harness.content import Content, evasive_call
 from harness.engine._request import Proc
 from harness.engine._scoring import Scoring
 from harness.engine._servers import Server, Servers
@@ -26,6 +26,20 @@ from harness.world import WIDTH, Tape
 
 STEP_OUTPUT_SHARE = 0.25
 """A ReAct step's output (thought + tool arguments) relative to the task's answer size."""
+NO_CONTEXT_LIMIT = 1 << 62
+"""The context window of a model without one."""
+
+
+class Drift:
+    """What drift faults and a context window change in one call's answer."""
+
+    __slots__ = ("drop", "input_tokens", "keep", "price")
+
+    def __init__(self, drop: float, keep: float, price: float, input_tokens: int) -> None:
+        self.drop = drop  # absolute fall in the chance of a right answer
+        self.keep = keep  # share of the chance kept after truncating the prompt
+        self.price = price  # multiplier on the call's cost
+        self.input_tokens = input_tokens  # input tokens billed (after truncation)
 
 
 class Calls(Servers, Scoring):
@@ -60,6 +74,9 @@ class Calls(Servers, Scoring):
         )
         self.price_in = [m.price.input_per_mtok / 1e6 for m in models]
         self.price_out = [m.price.output_per_mtok / 1e6 for m in models]
+        self.bill_timeouts = [m.bill_timeouts for m in models]
+        self.context = [m.context_window or NO_CONTEXT_LIMIT for m in models]
+        self.context_cut = [m.on_context_exceed == "truncate" for m in models]
         self.verbosity = [m.verbosity for m in models]
         self.error_rate = [m.error_rate for m in models]
         self.malformed_rate = [m.malformed_rate for m in models]
@@ -103,25 +120,51 @@ class Calls(Servers, Scoring):
         else:
             lat, err_u, fault_u, args_u = tape.model_call(self.suite, rid, m, k)
         res = ModelResult(OK, now, 0.0)
-        res.purpose = eff.purpose
+        purpose = eff.purpose
+        if purpose == "agent" or purpose == "repair":  # the model decides: a tool or an answer
+            purpose = "answer" if proc.step >= len(proc.plan) else purpose
+            if purpose == "agent":
+                purpose = "step"
+        res.purpose = purpose
         res.model = eff.model
         fault = ""
         fast = hang = False
+        tin = eff.input_tokens
+        limit, cut = self.context[m], self.context_cut[m]
+        drop, price = 0.0, 1.0
         windows = self.faults.models[m]
         if windows:
             for w in windows:
                 if w.start_s <= now < w.end_s and fault_u < w.probability:
-                    fault = w.label if not fault else fault + "+" + w.label
                     kind = w.kind
+                    if kind == "context_limit":
+                        if tin <= w.max_tokens:
+                            continue  # the prompt fits: the window leaves this call alone
+                        if w.max_tokens < limit:
+                            limit, cut = w.max_tokens, w.truncate
+                    fault = w.label if not fault else fault + "+" + w.label
                     if kind == "latency" or kind == "slow_first_token":
                         lat += w.add_s + w.jitter_s * (fault_u / w.probability)
                     elif kind == "malformed":
                         res.status = MALFORMED
                     elif kind == "timeout":
                         hang = True
-                    else:
+                    elif kind == "quality_drop":
+                        drop += w.amount
+                    elif kind == "price_change":
+                        price *= w.factor
+                    elif kind != "context_limit":
                         fast = True
                         _fail_fast(res, w)
+        keep = 1.0
+        if tin > limit and not fast and not hang:
+            if cut:  # the provider cuts the prompt to the window
+                keep = limit / tin
+                tin = limit
+            else:  # the provider refuses the prompt: HTTP 400 at once
+                fast = True
+                res.status = ERROR
+                res.http_status = 400
         server = self.servers[m]
         if not fast and not hang:
             wait = server.admit(now) if server.rps else 0.0
@@ -137,7 +180,6 @@ class Calls(Servers, Scoring):
                     res.http_status = 500
                 elif err_u < er + self.malformed_rate[m]:
                     res.status = MALFORMED
-        purpose = eff.purpose
         name = self.name_ids.get(purpose)
         if name is None:
             name = self.name_code(purpose)
@@ -150,31 +192,44 @@ class Calls(Servers, Scoring):
             self._fail_now(proc, res, head, fcode, eff.timeout_s, hang, mark)
             return
         if res.status == OK or res.status == MALFORMED:
-            tin, tout, cost = self._answer(proc, res, eff, m, args_u)
+            drift = Drift(drop, keep, price, tin) if drop or keep < 1.0 or price != 1.0 else None
+            tin, tout, cost = self._answer(proc, res, eff, m, args_u, drift)
             if self.budget is not None and mark == NO_MARK:
                 total = proc.in_tok + proc.out_tok + tin + tout
                 if total > self.budget:
                     mark = proc.violate("budget_overrun", "budget")
             if not self.token_aware[m]:  # total latency: the first token comes with the answer
                 service = ttft = lat
+                tok = NAN
             else:
-                tok = tape.per_output_token(rid, m, k)
-                assert tok is not None
+                per_token = tape.per_output_token(rid, m, k)
+                assert per_token is not None
+                tok = per_token
                 ttft = lat + tin * tape.per_input_token(rid, m, k)
                 service = ttft + tout * tok
+            rates = (self.price_in[m], self.price_out[m], price) if self.bill_timeouts[m] else None
             self._serve(proc, res, server, head, fcode, service, eff.timeout_s, tin, tout, cost,
-                        mark, ttft)  # fmt: skip
+                        mark, ttft, tok, rates)  # fmt: skip
         else:
             self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0, mark)
 
     def _answer(
-        self, proc: Proc, res: ModelResult, eff: CallModel, m: int, args_u: float
+        self,
+        proc: Proc,
+        res: ModelResult,
+        eff: CallModel,
+        m: int,
+        args_u: float,
+        drift: Drift | None = None,
     ) -> tuple[int, int, float]:
-        """What the world says about a response: correctness, confidence, proposals, tokens."""
+        """What the world says about a response: correctness, confidence, proposals, tokens.
+
+        `drift` carries what drift faults and the context window changed for this call.
+        """
         tape = self.tape
         rid = proc.rid
         cls = proc.cls
-        purpose = eff.purpose
+        purpose = res.purpose
         if purpose == "classify":
             out = self.clf_tokens
             right = tape.classify_u.item(rid) < self.clf_accuracy
@@ -186,13 +241,16 @@ class Calls(Servers, Scoring):
                 pick = min(int(tape.classify_pick.item(rid) * len(others)), len(others) - 1)
                 res.predicted_class = others[pick]
                 res.confidence = tape.classify_conf_wrong.item(rid)
-            res.correct = right
         else:
             base = self.out_tokens[rid] * self.verbosity[m]
             if purpose == "answer":
                 out = max(1, round(base))
-                right = self._right(proc, m, eff.degraded)
-                res.correct = right
+                right = (
+                    self._right(proc, m, eff.degraded)
+                    if drift is None
+                    else self._right(proc, m, eff.degraded, drift.drop, drift.keep)
+                )
+                proc.right = right  # the world's judgement, kept from the stack
                 res.confidence = (
                     tape.conf_right.item(rid, m) if right else tape.conf_wrong.item(rid, m)
                 )
@@ -203,48 +261,86 @@ class Calls(Servers, Scoring):
                         seen.append(proc.input_pii)
                     leaked = seen[0] if seen else None
                 res.text = self.content.answer(rid, leaked)
+                res.proposed_actions = tuple(self._realise(proc, a) for a in proc.actions)
             else:
                 out = max(1, round(base * STEP_OUTPUT_SHARE))
                 res.confidence = 1.0
-                self._propose(res, eff.tool or "", m, args_u)
+                self._propose(res, proc.plan[proc.step], m, args_u, proc.evasive)
             if proc.saw_injection and tape.inject_u.item(rid, m) < self.inject[m]:
-                action = self.ec.injected_action
-                res.proposed_action = action
-                proc.injected.add(action)
+                tool, args = self._realise(proc, self.ec.injected_action, injected=True)
+                res.proposed_actions += ((tool, args),)
+                proc.injected.add(tool)
         cap = eff.max_output_tokens
         if cap is not None and out > cap:
             out = cap
             res.truncated = True
-        res.input_tokens = tin = eff.input_tokens
         res.output_tokens = out
-        return tin, out, tin * self.price_in[m] + out * self.price_out[m]
+        if drift is None:
+            res.input_tokens = tin = eff.input_tokens
+            return tin, out, tin * self.price_in[m] + out * self.price_out[m]
+        res.input_tokens = tin = drift.input_tokens
+        return tin, out, (tin * self.price_in[m] + out * self.price_out[m]) * drift.price
 
-    def _right(self, proc: Proc, m: int, degraded: bool) -> bool:
+    def _right(
+        self, proc: Proc, m: int, degraded: bool, drop: float = 0.0, keep: float = 1.0
+    ) -> bool:
         """Whether model m answers request `proc` correctly.
 
         From the outcome table's row for the request when the world has one, else from
         the model's copula draw (the request's latent difficulty plus the model's own
         noise, `Tape.correct_u`) against its quality for the class. Degraded context
         costs a share `penalty` of the chance of being right either way.
+
+        Drift (`quality_drop`) takes `drop` off the quality, q -> max(0, q - drop), and a
+        truncated prompt scales it by `keep`; with a table, a right answer turns wrong when
+        the request's uniform falls below 1 - (1 - drop) * keep (`drop` alone if untruncated).
         """
         rid = proc.rid
         u = self.tape.difficulty.item(rid)
         if self.correct is not None and self.outcome_row is not None:
             right = bool(self.correct.item(self.outcome_row[rid], m))
+            if drop or keep < 1.0:
+                right = right and u >= 1.0 - (1.0 - drop) * keep
             return right and not (degraded and u < proc.penalty)
         q = self.quality[m][proc.cls]
+        if drop or keep < 1.0:
+            q = max(0.0, q - drop) * keep
         if degraded:
             q *= 1.0 - proc.penalty
         return bool(self.tape.correct_u.item(rid, m) < q)
 
-    def _propose(self, res: ModelResult, tool: str, m: int, u: float) -> None:
-        """The tool call a ReAct step proposes: the planned one, or a bad one by the tape."""
+    def _realise(
+        self, proc: Proc, action: str, injected: bool = False
+    ) -> tuple[str, dict[str, Any] | None]:
+        """The call a model proposes for `action`: the action's own tool, or, for an evasive
+        request, the generic `evasive_tool` with arguments that name no policed action."""
+        args: dict[str, Any] | None
+        if proc.evasive:
+            tool, args = evasive_call(self.ec.evasive_tool, proc.rid)
+        else:
+            spec = self.tools.get(action)
+            tool, args = action, (dict(spec.args_example) if spec is not None else None)
+        if not injected:
+            proc.asked[tool] = action
+        return tool, args
+
+    def _propose(
+        self, res: ModelResult, tool: str, m: int, u: float, evasive: bool = False
+    ) -> None:
+        """The tool call a ReAct step proposes: the planned one, or a bad one by the tape.
+
+        Bad arguments break the tool's schema, except for an evasive request, whose bad
+        arguments are well-formed but wrong (a schema cannot tell)."""
         bad = self.bad_args[m]
         spec = self.tools.get(tool)
         example = spec.args_example if spec is not None else {}
         if u < bad:
             res.proposed_tool = tool
-            res.tool_args = broken_args(example, spec.args_schema if spec is not None else None)
+            res.tool_args = (
+                plausible_args(example)
+                if evasive
+                else broken_args(example, spec.args_schema if spec is not None else None)
+            )
         elif u < bad + self.hallucinate[m]:
             res.proposed_tool = f"{tool}_v2"  # a tool that does not exist
             res.tool_args = example
@@ -308,6 +404,8 @@ class Calls(Servers, Scoring):
                 res.status = ERROR
                 res.http_status = 500
         if res.status == OK:
+            if proc.step < len(proc.plan) and eff.tool == proc.plan[proc.step]:
+                proc.step += 1  # the planned step is done; the model moves on
             res.result_tokens = self.tool_tokens[t]
             returns_pii = self.tool_pii[t]
             res.text = self.content.tool_result(rid, eff.tool, returns_pii)
@@ -335,6 +433,22 @@ def broken_args(example: Mapping[str, Any], schema: Mapping[str, Any] | None) ->
         args[key] = [] if not isinstance(args[key], list) else "not-a-list"
     else:
         args["unexpected"] = True
+    return args
+
+
+def plausible_args(example: Mapping[str, Any]) -> dict[str, Any]:
+    """Arguments of the right shape with a wrong value: a digit appended to the first string
+    (C1042 -> C10420), else the first number plus one; what schema validation lets through."""
+    args = dict(example)
+    for key, value in args.items():
+        if isinstance(value, str):
+            args[key] = value + "0"
+            return args
+    for key, value in args.items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            args[key] = value + 1
+            return args
+    args["note"] = "x"
     return args
 
 

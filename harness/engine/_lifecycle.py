@@ -3,11 +3,13 @@
 `Engine` is the simulation driver: requests arrive at their sampled times, each gets
 its stack generator, and effects are acted on until one takes time (a call, a wait).
 Zero-time notes (routing decisions, policy checks, breaker rejections) become spans at
-once. When the generator returns its `Final`, the request's row is written.
+once. A handoff queues the request for the human team (a server with no timeout). When
+the generator returns its `Final`, the request's row is written.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -19,11 +21,13 @@ from harness.engine._servers import Server
 from harness.engine._trace import (
     K_BACKOFF,
     K_BREAKER,
+    K_HANDOFF,
     K_POLICY,
     K_ROUTER,
     KIND,
     KINDS,
     NAN,
+    NO_MARK,
     REJECTED,
     STAGE,
     Trace,
@@ -34,6 +38,8 @@ from harness.stack import (
     CallModel,
     CallTool,
     Final,
+    Handoff,
+    HumanResult,
     ModelResult,
     Note,
     RequestInfo,
@@ -92,7 +98,11 @@ class Engine(Calls):
         self.budget = suite.stack.budgets.request_tokens
         mix = list(suite.traffic.mix.values())
         self.class_tools = [tuple(c.tools) or tuple(suite.tools) for c in mix]
+        self.all_tools = tuple(suite.tools)
+        self.req_evasive: list[bool] = requests.evasive.tolist()
         self.outcomes = OUTCOMES
+        self.judge = True
+        """Judge delivered answers by the world's ground truth (a live run judges its own)."""
         self._outcome_code = {o: i for i, o in enumerate(OUTCOMES)}
         self.trace = Trace.empty(len(requests), OUTCOMES, self.keep_text)
         self.spans = self.trace.spans
@@ -103,6 +113,12 @@ class Engine(Calls):
         self.req_injection = requests.injection.tolist()
         self._init_calls(suite)
         self._init_scoring(suite)
+        team = suite.handoff
+        self.human = Server(team.capacity, None, None)
+        self.handoff_cost = team.cost_usd
+        self.handoff_quality = team.quality
+        self.humans: dict[int, HumanResult] = {}
+        """Requests a human has taken, until their row is written."""
 
     # ------------------------------------------------------------------ the loop
 
@@ -141,19 +157,27 @@ class Engine(Calls):
     def _open(
         self, i: int, t: float, c: int, steps: int, in_tok: int, prohibited: bool, high: bool
     ) -> Proc:
-        """A request arriving at `t`: what it asks for, its text, its stack generator."""
+        """A request arriving at `t`: its text and metadata for the stack; its task (class,
+        planned tool steps, the actions it asks for) kept here, for the world and scoring."""
         tools = self.class_tools[c]
-        actions = tools[:steps] if steps <= len(tools) else tools
+        plan = tuple(tools[s % len(tools)] for s in range(steps)) if tools else ()
+        actions: tuple[str, ...] = ()
         if prohibited:
             actions += (self.ec.prohibited_action_name,)
         if high:
             actions += (self.ec.high_impact_action,)
         text, planted = self.content.message(i)
-        info = RequestInfo(i, t, self.classes[c], in_tok, steps, tools,
-                           partial(self.tape.jitter, i), text, actions)  # fmt: skip
-        proc = Proc(i, self.stack.handle(info), c, len(self.servers), actions)
+        info = RequestInfo(i, t, in_tok, self.all_tools, partial(self.tape.jitter, i), text,
+                           self.metadata(i))  # fmt: skip
+        proc = Proc(i, self.stack.handle(info), c, len(self.servers), actions, plan)
         proc.input_pii = planted
+        proc.evasive = self.req_evasive[i]
         return proc
+
+    def metadata(self, i: int) -> dict[str, str]:
+        """What request i carries besides its text (a log's tenant and session)."""
+        extra = self.req.extra
+        return {k: str(extra[k][i]) for k in ("tenant", "session") if k in extra}
 
     # ------------------------------------------------------------------ the stack side
 
@@ -188,7 +212,20 @@ class Engine(Calls):
                                  0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN))  # fmt: skip
                 self._push(end, RESUME, proc, Tick(end))
                 return False
+            if tp is Handoff:
+                self._handoff(proc, eff)  # type: ignore[arg-type]
+                return False
             raise TypeError(f"stack yielded {eff!r}, which is not an effect")
+
+    def _handoff(self, proc: Proc, eff: Handoff) -> None:
+        """Queue the request for a human: served for its drawn time, at the team's price."""
+        rid = proc.rid
+        res = HumanResult(OK, self.now, 0.0)
+        self.humans[rid] = res
+        head = (rid, proc.span_index(), K_HANDOFF, self.name_code(eff.reason), 0, 0, 0)
+        service = self.tape.handoff_s.item(rid)
+        self._serve(proc, res, self.human, head, 0, service, math.inf, 0, 0, self.handoff_cost,
+                    NO_MARK)  # fmt: skip
 
     def _note(self, proc: Proc, note: Note) -> None:
         """A zero-time span; a policy check that caught and acted counts as prevented."""
@@ -205,17 +242,20 @@ class Engine(Calls):
         ))  # fmt: skip
 
     def _delivered(self, proc: Proc, res: ModelResult, end: float) -> None:
-        """A good answer: note when its first token came; in probe mode, record it."""
+        """A good answer: note when its first token came and whether it is right (the world
+        judged it in `_answer`); in probe mode, record it."""
         if res.purpose != "answer" or res.status != OK:
             return
         m = self.model_index[res.model]
+        # a right answer to a request that should have been refused is still a failure
+        right = proc.right and self.ec.prohibited_action_name not in proc.actions
         tier = self.model_tier_name[m]
-        proc.answers[tier] = end - res.latency_s + res.ttft_s
-        if res.correct and not proc.right_tier:
+        proc.answers[tier] = (end - res.latency_s + res.ttft_s, right)
+        if right and not proc.right_tier:
             proc.right_tier = tier
         if self.attempts is not None:
             self.attempts.append((proc.rid, end, proc.cost, proc.in_tok, proc.out_tok,
-                                  res.confidence, res.correct, m))  # fmt: skip
+                                  res.confidence, right, m))  # fmt: skip
 
     def _finish(self, proc: Proc, final: Final) -> None:
         tr = self.trace
@@ -224,25 +264,36 @@ class Engine(Calls):
         self._output_leaks(proc, final)
         tr.finished[rid] = True
         tr.end_s[rid] = self.now
-        tr.outcome[rid] = self._outcome_code[final.outcome]
+        outcome = final.outcome
+        answered = proc.answers.get(final.served_by)
+        prohibited = self.ec.prohibited_action_name in proc.actions
+        if outcome in ("success", "wrong") and self.judge:  # judge the answer delivered
+            right = answered is not None and answered[1] and not prohibited
+            outcome = "success" if right else "wrong"
+        tr.outcome[rid] = self._outcome_code[outcome]
+        tr.success[rid] = outcome == "success" or (outcome == "blocked" and prohibited)
         tr.route[rid] = codes["route"](final.route)
         tr.served_by[rid] = codes["tier"](final.served_by)
         tr.tiers_tried[rid] = codes["tiers_tried"](">".join(final.tiers_tried))
         tr.escalated[rid] = final.escalated
-        if final.escalated and final.outcome == "wrong":
+        if final.escalated and outcome == "wrong" and not prohibited:
             tr.escalation_harm[rid] = proc.right_tier not in ("", final.served_by)
         tr.retries[rid] = final.retries
         tr.fallbacks[rid] = final.fallbacks
         tr.handoff[rid] = final.handoff
+        human = self.humans.pop(rid, None)
+        if human is not None:  # the human's answer is judged like a model's
+            tr.handoff_wait_s[rid] = human.wait_s
+            if outcome == "handoff":
+                tr.success[rid] = self.tape.handoff_u.item(rid) < self.handoff_quality
         tr.confidence[rid] = final.confidence
         tr.cost_usd[rid] = proc.cost
         tr.input_tokens[rid] = proc.in_tok
         tr.output_tokens[rid] = proc.out_tok
         tr.model_calls[rid] = proc.mcalls
         tr.tool_calls[rid] = proc.tcalls
-        first = proc.answers.get(final.served_by)
-        if first is not None:
-            tr.first_token_s[rid] = first
+        if answered is not None:
+            tr.first_token_s[rid] = answered[0]
         if proc.violations:
             tr.violations[rid] = len(proc.violations)
             kinds = ",".join(sorted({v.split("@")[0] for v in proc.violations}))

@@ -13,25 +13,38 @@ from harness.stack._effects import Handler
 class Proc:
     """One request in flight."""
 
-    __slots__ = ("actions", "answers", "calls", "cls", "cost", "customer_pii", "gen", "in_tok",
-                 "injected", "input_pii", "mcalls", "nspan", "out_tok", "penalty", "prevented",
-                 "rid", "right_tier", "saw_injection", "tcalls", "violations")  # fmt: skip
+    __slots__ = ("actions", "answers", "asked", "calls", "cls", "cost", "customer_pii", "evasive",
+                 "gen", "in_tok", "injected", "input_pii", "mcalls", "nspan", "out_tok", "penalty",
+                 "plan", "prevented", "rid", "right", "right_tier", "saw_injection", "step",
+                 "tcalls", "violations")  # fmt: skip
 
     def __init__(
-        self, rid: int, gen: Handler, cls: int, n_targets: int, actions: tuple[str, ...]
+        self,
+        rid: int,
+        gen: Handler,
+        cls: int,
+        n_targets: int,
+        actions: tuple[str, ...],
+        plan: tuple[str, ...] = (),
     ) -> None:
         self.rid = rid
         self.gen = gen
         self.cls = cls
-        self.actions = actions  # what the user asked for (ground truth for injections)
+        self.actions = actions  # the actions the user asked for (prohibited, high impact)
+        self.plan = plan  # the tools the task needs, in order (the model follows it)
+        self.step = 0  # planned tool calls done
+        self.right = False  # whether the last answer the world judged was right
+        self.right_tier = ""  # tier of the first right answer delivered ('' none yet)
+        self.evasive = False  # its edge cases are written to escape the detectors
+        self.asked: dict[str, str] = {}  # tool a model proposed for a user's ask -> the action
         self.input_pii: str | None = None  # the personal data planted in the prompt
         self.customer_pii: tuple[str, ...] = ()  # personal data tools returned
         self.saw_injection = False  # a tool result carried an injected instruction
         self.injected: set[str] = set()  # actions models proposed under injection
         self.prevented: list[str] = []
         self.calls = [0] * n_targets  # calls made per model, then per tool (tape call index)
-        self.answers: dict[str, float] = {}  # tier -> first token time of its last good answer
-        self.right_tier = ""  # tier of the first right answer delivered ('' none yet)
+        self.answers: dict[str, tuple[float, bool]] = {}
+        """Tier -> (first token time, right) of its last good answer."""
         self.nspan = 0
         self.in_tok = 0
         self.out_tok = 0

@@ -108,10 +108,12 @@ class SpanBuffers:
 
 
 SPAN_KINDS = (
-    "router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker", "respond"
+    "router", "chat", "execute_tool", "retrieval", "policy_check", "backoff", "breaker", "respond",
+    "handoff",
 )  # fmt: skip
 STATUSES = ("ok", "error", "timeout", "rate_limited", "malformed", "rejected")
 K_ROUTER, K_CHAT, K_TOOL, K_RETRIEVAL, K_POLICY, K_BACKOFF, K_BREAKER, K_RESPOND = range(8)
+K_HANDOFF = 8
 KINDS = ("", *VIOLATION_KINDS)
 """Violation kinds by code (0: none), for the `guards` and `violation` span columns."""
 KIND = {k: i for i, k in enumerate(KINDS)}
@@ -144,6 +146,7 @@ class Trace:
     retries: np.ndarray
     fallbacks: np.ndarray
     handoff: np.ndarray
+    handoff_wait_s: np.ndarray  # time queued for a human (0: no handoff, or none waiting)
     confidence: np.ndarray
     cost_usd: np.ndarray
     input_tokens: np.ndarray
@@ -155,6 +158,7 @@ class Trace:
     prevented: np.ndarray  # violations guardrails caught and acted on
     prevented_kinds: np.ndarray  # int16 code into codes.violation_kinds
     first_token_s: np.ndarray  # first token of the answer the user got (NaN: none)
+    success: np.ndarray  # bool: judged by ground truth (a right answer, a due refusal, ...)
     spans: SpanBuffers
     codes: dict[str, Codes]
     outcomes: tuple[str, ...]
@@ -178,6 +182,7 @@ class Trace:
             retries=np.zeros(n, np.int16),
             fallbacks=np.zeros(n, np.int16),
             handoff=np.zeros(n, bool),
+            handoff_wait_s=np.zeros(n),
             confidence=np.full(n, np.nan, np.float32),
             cost_usd=np.zeros(n),
             input_tokens=np.zeros(n, np.int64),
@@ -189,6 +194,7 @@ class Trace:
             prevented=np.zeros(n, np.int16),
             prevented_kinds=np.zeros(n, np.int16),
             first_token_s=np.full(n, np.nan),
+            success=np.zeros(n, bool),
             spans=SpanBuffers(),
             codes={k: Codes() for k in CODE_COLUMNS},
             outcomes=outcomes,

@@ -36,6 +36,8 @@ from harness.stack import (
     CallModel,
     CallTool,
     Final,
+    Handoff,
+    HumanResult,
     ModelResult,
     Note,
     RoutingStack,
@@ -84,6 +86,7 @@ class LiveDriver(Engine):
                     f"models.{name}: a live run needs provider: openai and a base_url "
                     "(simulated models have no endpoint)"
                 )
+        self.judge = False  # answers are judged by the request's assertions (`_judged`)
         self.concurrency = max(1, concurrency)
         self.replaying = replaying
         self.timings: dict[str, list[float]] = timings if timings is not None else {}
@@ -146,6 +149,8 @@ class LiveDriver(Engine):
                 self.now = now
                 self._note(proc, eff)
                 outcome = Tick(now)
+            elif isinstance(eff, Handoff):  # no human team in a live run: handed off at once
+                outcome = HumanResult(OK, now, 0.0)
             else:
                 raise TypeError(f"stack yielded {eff!r}, which is not an effect")
 
@@ -187,7 +192,12 @@ class LiveDriver(Engine):
             modelled,
         )  # fmt: skip
         res = ModelResult(OK, now + latency, latency)
-        res.purpose = eff.purpose
+        # no tools go on the wire yet: the driver plays the task's planned tool steps (as the
+        # simulation does), then the model's reply is the answer
+        purpose = eff.purpose
+        if purpose in ("agent", "repair", "step"):
+            purpose = "step" if proc.step < len(proc.plan) else "answer"
+        res.purpose = purpose
         res.model = eff.model
         tin = tout = 0
         cost = 0.0
@@ -212,18 +222,18 @@ class LiveDriver(Engine):
                 res.text = text
                 found = _CONFIDENCE.search(text)
                 res.confidence = float(found.group(1)) if found else 1.0
-                res.correct = True  # judged on the final answer by the request's assertions
+                proc.right = True  # judged on the final answer by the request's assertions
                 res.input_tokens, res.output_tokens = tin, tout
                 cost = tin * self.price_in[m] + tout * self.price_out[m]
-                if eff.purpose == "classify":
+                if purpose == "classify":
                     res.predicted_class = next(
-                        (c for c in self.classes if c in text.lower()), self.classes[proc.cls]
+                        (c for c in self.classes if c in text.lower()), self.classes[0]
                     )
-                if eff.purpose in ("step", "repair"):
-                    res.proposed_tool = eff.tool or ""
-                    spec_tool = self.tools.get(eff.tool or "")
+                if purpose == "step":
+                    res.proposed_tool = proc.plan[proc.step]
+                    spec_tool = self.tools.get(res.proposed_tool)
                     res.tool_args = spec_tool.args_example if spec_tool is not None else {}
-                if eff.purpose == "answer":
+                if purpose == "answer":
                     self.answers[proc.rid] = text
         proc.in_tok += tin
         proc.out_tok += tout
@@ -232,7 +242,7 @@ class LiveDriver(Engine):
         answered = res.status in (OK, MALFORMED)
         if answered:  # not streamed: the first token comes with the whole answer
             res.ttft_s = latency
-        self.spans.emit((proc.rid, proc.span_index(), K_CHAT, self.name_code(eff.purpose),
+        self.spans.emit((proc.rid, proc.span_index(), K_CHAT, self.name_code(purpose),
                          self.model_target[m], self.model_tier[m], k, now, now + latency, 0.0,
                          STATUS[res.status], res.http_status, tin, tout, cost, fcode, 0, 0, 0, 0,
                          0, 0, now + latency if answered else NAN))  # fmt: skip
@@ -276,6 +286,8 @@ class LiveDriver(Engine):
         res.now = now + latency
         res.latency_s = latency
         res.result_tokens = spec.result_tokens if res.status == OK else 0
+        if res.status == OK and proc.step < len(proc.plan) and eff.tool == proc.plan[proc.step]:
+            proc.step += 1
         kind = K_RETRIEVAL if self.tool_retrieval[t] else K_TOOL
         self.spans.emit((proc.rid, proc.span_index(), kind, self.tool_name[t],
                          self.tool_target[t], 0, k, now, res.now, 0.0, STATUS[res.status],

@@ -1,6 +1,7 @@
 """The suite specification: models, loading with line-numbered errors, and overrides."""
 
 from harness.spec._models import (
+    DRIFT_KINDS,
     Breaker,
     Budgets,
     Calibration,
@@ -9,6 +10,7 @@ from harness.spec._models import (
     EdgeCases,
     Escalation,
     Fault,
+    Handoff,
     Latency,
     LogColumns,
     Model,
@@ -28,12 +30,14 @@ from harness.spec._models import (
     Traffic,
     TrafficLog,
     World,
+    advisories,
     reference_problems,
 )
 from harness.spec._policy import STAGES, VIOLATION_KINDS, Policy
 from harness.spec._suite import LoadedSuite, load_suite
 
 __all__ = [
+    "DRIFT_KINDS",
     "STAGES",
     "VIOLATION_KINDS",
     "Breaker",
@@ -44,6 +48,7 @@ __all__ = [
     "EdgeCases",
     "Escalation",
     "Fault",
+    "Handoff",
     "Latency",
     "LoadedSuite",
     "LogColumns",
@@ -65,6 +70,7 @@ __all__ = [
     "Traffic",
     "TrafficLog",
     "World",
+    "advisories",
     "load_suite",
     "reference_problems",
 ]

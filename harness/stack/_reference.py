@@ -1,13 +1,16 @@
 """The reference routing stack: the control plane the suite configures.
 
-Per request: input guardrails (PII redaction, prohibited requests) -> classifier on the
-cheapest tier -> route by class, classifier confidence and impact -> ReAct tool steps, each
-proposed call checked against its JSON Schema and every proposed action against the policy
-(prohibited, injection containment, high-impact approval) -> answer, escalating a tier on
-low confidence -> output redaction -> the actions the user asked for. Every model call
-goes through the model's circuit breaker, retries with full-jitter backoff under a
-per-route cap and a shared retry budget, and falls back to the next model of the tier,
-then the next tier, then a human.
+Per request, from what a real router sees (text, tokens, metadata; never ground truth):
+input guardrails (PII redaction; prohibited requests recognised in the text) -> classifier
+on the cheapest tier -> route by class, classifier confidence and the impact the text asks
+for -> the agent loop: the model proposes tool calls (ReAct steps, each checked against its
+JSON Schema, capped by `max_steps`; degraded retrieval handled as the route says) until it
+answers, escalating a tier on low confidence -> output redaction -> the actions proposed
+with the accepted answer, each recognised and guarded (prohibited, injection containment,
+high-impact approval by a human). Every model and tool call goes through its circuit
+breaker and retries with full-jitter backoff under a per-route cap and a shared retry
+budget; a model call falls back to the next model of the tier, then the next tier, then a
+human (a `Handoff` the driver answers when the human team does).
 
 Sans-I/O: this module reads no clock and no random generator; `now` comes from outcomes
 and jitter from `RequestInfo.jitter`, both supplied by the driver.
@@ -19,7 +22,7 @@ from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
-from harness.guardrails import PiiDetector, ToolArgsValidator, contained
+from harness.guardrails import ActionRecognizer, PiiDetector, ToolArgsValidator, contained
 from harness.spec import Suite
 from harness.stack._breaker import BreakerConfig, CircuitBreaker
 from harness.stack._effects import (
@@ -30,6 +33,7 @@ from harness.stack._effects import (
     CallTool,
     Effect,
     Final,
+    Handoff,
     ModelResult,
     Note,
     Outcome,
@@ -116,10 +120,19 @@ class ReferenceStack:
                 half_open_calls=b.half_open_calls,
             )
             self.breakers = {name: CircuitBreaker(conf, name) for name in suite.models}
+            # tools and retrieval stores get breakers like models (keyed by tool name)
+            self.breakers.update({name: CircuitBreaker(conf, name) for name in suite.tools})
         rb = st.retry_budget
         self.budget = RetryBudget(rb.ratio, rb.min_per_s, rb.window_s) if rb else None
-        self.model_timeout = st.timeouts.model_call_ms / 1000.0
-        self.tool_timeout = st.timeouts.tool_call_ms / 1000.0
+        # per endpoint: its own timeout_ms, else the stack's default (unknown tools: default)
+        self.default_tool_timeout = st.timeouts.tool_call_ms / 1000.0
+        self.model_timeout = {
+            n: (m.timeout_ms or st.timeouts.model_call_ms) / 1000.0 for n, m in suite.models.items()
+        }
+        self.tool_timeout = {
+            n: t.timeout_ms / 1000.0 if t.timeout_ms else self.default_tool_timeout
+            for n, t in suite.tools.items()
+        }
         self.deadline_s = st.timeouts.request_deadline_ms / 1000.0
         self.request_tokens = st.budgets.request_tokens
         self.step_tokens = st.budgets.step_output_tokens
@@ -136,6 +149,9 @@ class ReferenceStack:
         self.prohibited = frozenset(pol.actions.prohibited)
         self.high_impact = frozenset(pol.actions.high_impact)
         self.high_impact_tiers = frozenset(pol.actions.high_impact_tiers)
+        self.actions = ActionRecognizer(
+            [*pol.actions.prohibited, *pol.actions.high_impact], pol.actions.phrases
+        )
 
     # ------------------------------------------------------------------ the request
 
@@ -146,7 +162,7 @@ class ReferenceStack:
             self.budget.on_request(r.now)
         pol, enforce = self.policy, self.enforce
 
-        # -- input guardrails: personal data, prohibited requests
+        # -- input guardrails: personal data, prohibited requests (by what the text says)
         text = request.text
         found = self.pii.find(text) if text else []
         if found:
@@ -155,7 +171,8 @@ class ReferenceStack:
             yield Note("policy_check", "pii_redaction", kinds, True, acted, "pii_leak", "input")
             if acted:
                 text = self.pii.redact(text)[0]
-        asked = [a for a in request.actions if a in self.prohibited]
+        intents = self.actions.in_text(request.text)
+        asked = [a for a in intents if a in self.prohibited]
         if asked:
             yield Note("policy_check", "prohibited_action", asked[0], True, enforce,
                        "prohibited_action_executed", "input")  # fmt: skip
@@ -163,8 +180,8 @@ class ReferenceStack:
                 return Final("blocked", "guardrail", "", (), prompt=text)
 
         # -- classify and route
-        high = [a for a in request.actions if a in self.high_impact]
-        route, start, reason = yield from self._route(request, r, bool(high), text)
+        high = any(a in self.high_impact for a in intents)
+        route, start, reason = yield from self._route(request, r, high, text)
         route_cfg = self.cfg.routes[route]
         tier_index = self.tiers.index(route_cfg.tier)
         if start:
@@ -175,78 +192,74 @@ class ReferenceStack:
         context = request.input_tokens
         degraded = False
 
-        # -- ReAct tool steps, on the starting tier
+        # -- the agent loop: the model calls tools (ReAct steps) until it answers; a tool
+        # call is checked against its schema, an answer below the confidence threshold is
+        # discarded and the next tier asked; on failure fall back up, then down
         budgets = self.cfg.budgets
-        steps = min(request.tool_steps, budgets.max_steps)
-        for s in range(steps):
-            tool = request.tools[s % len(request.tools)]
-            repairs = 0
-            while True:
-                res = yield from self._tier_call(
-                    r, tier_index, "repair" if repairs else "step", context, max_retries,
-                    degraded, walk=True, prompt=text, tool=tool,
-                )  # fmt: skip
-                if isinstance(res, str):
-                    return self._fail(res, route, r, text)
-                context += res.output_tokens
-                if res.proposed_action is not None:
-                    ok = yield from self._action(
-                        r, request, res.proposed_action, self.tiers[tier_index], route, text
-                    )
-                    if isinstance(ok, Final):
-                        return ok
-                problem = self._args_problem(res.proposed_tool, res.tool_args)
-                if problem is None:
-                    break
-                acted = enforce
-                yield Note("policy_check", "tool_args", problem, True, acted,
-                           "invalid_tool_args_executed", "tool_args")  # fmt: skip
-                if not acted:
-                    break
-                if repairs >= pol.tools.repair_attempts:
-                    return self._fail("error", route, r, text)  # refused, never executed
-                repairs += 1
-            tres = yield from self._tool_call(
-                r, res.proposed_tool, max_retries, res.tool_args, self.tiers[tier_index]
-            )
-            if tres is None:
-                return self._fail("error", route, r, text)
-            r.untrusted = True
-            context += tres.result_tokens
-            degraded = degraded or tres.degraded
-        if request.tool_steps > budgets.max_steps:
-            return self._fail("budget_exhausted", route, r, text)
-
-        # -- answer: escalate up on low confidence; on failure fall back up, then down
         threshold = self.cfg.escalation.confidence_threshold
         failed: set[int] = set()
+        steps = repairs = 0
         while True:
             res = yield from self._tier_call(
-                r, tier_index, "answer", context, max_retries, degraded, walk=False, prompt=text
-            )
+                r, tier_index, "repair" if repairs else "agent", context, max_retries,
+                degraded, walk=False, prompt=text,
+            )  # fmt: skip
             if isinstance(res, str):
                 failed.add(tier_index)
                 nxt = self._fallback(tier_index, failed)
                 if res == "budget_exhausted" or nxt is None or r.now >= r.deadline:
-                    return self._fail(res, route, r, text)
+                    return (yield from self._fail(res, route, r, text))
                 tier_index = nxt
                 r.fallbacks += 1
                 continue
-            if res.truncated:
-                return self._fail("budget_exhausted", route, r, text)
-            up = self._higher(tier_index, failed)
-            if res.confidence < threshold and up is not None:
-                tier_index = up
-                r.escalated = True
-                continue
-            break
-        tier = self.tiers[tier_index]
-        if res.proposed_action is not None:
-            ok = yield from self._action(r, request, res.proposed_action, tier, route, text)
-            if isinstance(ok, Final):
-                return ok
+            tier = self.tiers[tier_index]
+            if not res.proposed_tool:  # an answer
+                repairs = 0
+                if res.truncated:
+                    return (yield from self._fail("budget_exhausted", route, r, text))
+                up = self._higher(tier_index, failed)
+                if res.confidence < threshold and up is not None:
+                    tier_index = up
+                    r.escalated = True
+                    continue
+                break
+            for action, args in res.proposed_actions:  # e.g. under an injected instruction
+                ok = yield from self._action(r, intents, action, args, tier, route, text)
+                if isinstance(ok, Final):
+                    return ok
+            context += res.output_tokens
+            if steps >= budgets.max_steps:  # the model wants more steps than the cap allows
+                return (yield from self._fail("budget_exhausted", route, r, text))
+            problem = self._args_problem(res.proposed_tool, res.tool_args)
+            if problem is not None:
+                acted = enforce
+                yield Note("policy_check", "tool_args", problem, True, acted,
+                           "invalid_tool_args_executed", "tool_args")  # fmt: skip
+                if acted:
+                    if repairs >= pol.tools.repair_attempts:
+                        return (yield from self._fail("error", route, r, text))  # refused, not run
+                    repairs += 1
+                    continue
+            repairs = 0
+            tool = res.proposed_tool
+            tres = yield from self._tool_call(r, tool, max_retries, res.tool_args, tier)
+            if tres is None:
+                return (yield from self._fail("error", route, r, text))
+            steps += 1
+            r.untrusted = True
+            context += tres.result_tokens
+            if tres.degraded and not degraded:  # empty or stale retrieval: the route decides
+                on = route_cfg.on_degraded_retrieval
+                yield Note("policy_check", "degraded_retrieval", on, True, on != "caveat")
+                if on == "handoff":
+                    return (yield from self._fail("error", route, r, text))
+                up = self._higher(tier_index, failed) if on == "escalate" else None
+                if up is not None:
+                    tier_index = up
+                    r.escalated = True
+            degraded = degraded or tres.degraded
 
-        # -- output guardrails, then the actions the user asked for
+        # -- output guardrails, then the actions that came with the accepted answer
         answer = res.text
         found = self.pii.find(answer) if answer else []
         if found:
@@ -255,14 +268,13 @@ class ReferenceStack:
             yield Note("policy_check", "pii_redaction", kinds, True, acted, "pii_leak", "output")
             if acted:
                 answer = self.pii.redact(answer)[0]
-        for action in request.actions:
-            if action in self.high_impact or action in self.prohibited:
-                done = yield from self._action(r, request, action, tier, route, text, answer)
-                if isinstance(done, Final):
-                    return done
+        for action, args in res.proposed_actions:
+            ok = yield from self._action(r, intents, action, args, tier, route, text, answer)
+            if isinstance(ok, Final):
+                return ok
         return Final(
-            "success" if res.correct else "wrong", route, tier, tuple(r.tiers), r.escalated,
-            r.retries, r.fallbacks, False, res.confidence, text, answer,
+            "success", route, tier, tuple(r.tiers), r.escalated, r.retries, r.fallbacks, False,
+            res.confidence, text, answer,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ guardrails
@@ -287,39 +299,49 @@ class ReferenceStack:
     def _action(
         self,
         r: _Request,
-        request: RequestInfo,
-        action: str,
+        intents: tuple[str, ...],
+        tool: str,
+        args: Mapping[str, Any] | None,
         tier: str | None,
         route: str,
         prompt: str = "",
         answer: str = "",
     ) -> Generator[Effect, Outcome, Final | None]:
-        """Guard and, if allowed, execute an action; a Final when the request ends here.
+        """Guard and, if allowed, execute a proposed action; a Final when the request ends.
 
-        Blocks prohibited actions and, after untrusted content was read, actions the user
-        did not ask for (injection containment); holds high-impact actions proposed by an
-        untrusted tier for a human's approval (handoff).
+        What the call is comes from the policy's recognizer (tool name, argument words).
+        A recognised prohibited action is dropped; after untrusted content was read, a
+        recognised action the user's text did not ask for is contained (dropped) as an
+        injection; a recognised high-impact action proposed by an untrusted tier waits for
+        a human's approval (handoff). A call the recognizer does not know runs as proposed.
         """
         pol, enforce = self.policy, self.enforce
-        requested = action in request.actions
-        injected = pol.injection.contain and contained(action, request.actions, r.untrusted)
-        if injected or action in self.prohibited:
-            guards = "prohibited_action_executed" if requested else "injection_followed"
-            name = "injection_containment" if injected else "prohibited_action"
-            yield Note("policy_check", name, action, True, enforce, guards, "action")
+        action = self.actions.of_call(tool, args)
+        if action is not None:
+            injected = pol.injection.contain and contained(action, intents, r.untrusted)
+            if injected or action in self.prohibited:
+                guards = "injection_followed" if injected else "prohibited_action_executed"
+                name = "injection_containment" if injected else "prohibited_action"
+                yield Note("policy_check", name, tool, True, enforce, guards, "action")
+                if enforce:
+                    return None  # dropped; the request goes on without it
+        problem = self._args_problem(tool, args)
+        if problem is not None:  # an unknown tool, or arguments its schema refuses
+            yield Note("policy_check", "tool_args", problem, True, enforce,
+                       "invalid_tool_args_executed", "tool_args")  # fmt: skip
             if enforce:
-                return None  # dropped; the request goes on without it
+                return None
         proposer = tier if tier is not None else self.tiers[0]
         if action in self.high_impact and proposer not in self.high_impact_tiers:
-            yield Note("policy_check", "high_impact_approval", action, True, enforce,
+            yield Note("policy_check", "high_impact_approval", tool, True, enforce,
                        "unapproved_high_impact", "action")  # fmt: skip
             if enforce:
-                return Final("handoff", route, "human", tuple(r.tiers), r.escalated, r.retries,
-                             r.fallbacks, True, prompt=prompt, answer=answer)  # fmt: skip
+                return (yield from self._handoff("approval", route, r, prompt, answer))
         remaining = r.deadline - r.now
         if remaining <= 0:
             return None
-        res = yield CallTool(action, min(self.tool_timeout, remaining), None, proposer)
+        timeout = self.tool_timeout.get(tool, self.default_tool_timeout)
+        res = yield CallTool(tool, min(timeout, remaining), args, proposer)
         r.now = res.now
         return None
 
@@ -348,8 +370,8 @@ class ReferenceStack:
         if high_impact and cfg.escalation.high_impact_route is not None:
             return cfg.escalation.high_impact_route, False, "high_impact"
         clf = cfg.classifier
-        if not clf.enabled:
-            return cfg.class_routes.get(request.task_class, self.default_route), False, "class"
+        if not clf.enabled:  # no classifier: every request takes the default route
+            return self.default_route, False, "default"
         res = yield from self._model_call(
             r, self.classifier, "classify", clf.input_tokens, 0, False, text, None
         )
@@ -412,6 +434,7 @@ class ReferenceStack:
         budget_tokens = self.request_tokens
         reserve = self.step_tokens or 0
         breaker = self.breakers.get(name)
+        timeout = self.model_timeout[name]
         attempt = 0
         while True:
             # the guard reserves the call's max_tokens, so a granted call cannot overrun
@@ -434,7 +457,7 @@ class ReferenceStack:
                 name,
                 purpose,
                 input_tokens,
-                self.model_timeout if self.model_timeout < remaining else remaining,
+                timeout if timeout < remaining else remaining,
                 self.step_tokens,
                 degraded,
                 prompt,
@@ -444,11 +467,12 @@ class ReferenceStack:
             r.now = res.now
             r.tokens += res.input_tokens + res.output_tokens
             ok = res.status == OK
-            if breaker is not None:
+            refused = 400 <= res.http_status < 500 and res.http_status not in (408, 429)
+            if breaker is not None and not refused:  # a refused request is not the model failing
                 breaker.on_result(res.now, res.latency_s, not ok)
             if ok:
                 return res
-            if attempt >= max_retries or r.now >= r.deadline:
+            if refused or attempt >= max_retries or r.now >= r.deadline:  # 4xx: retry is futile
                 return TIMEOUT if res.status == TIMEOUT else "error"
             if self.budget is not None and not self.budget.try_withdraw(r.now):
                 return TIMEOUT if res.status == TIMEOUT else "error"
@@ -468,15 +492,22 @@ class ReferenceStack:
         args: Mapping[str, Any] | None,
         tier: str,
     ) -> Generator[Effect, Outcome, ToolResult | None]:
-        """A tool call with retries (tools have no breaker: their errors are the agent's)."""
+        """A tool call with retries, behind the tool's circuit breaker."""
+        timeout = self.tool_timeout.get(tool, self.default_tool_timeout)
+        breaker = self.breakers.get(tool)
         attempt = 0
         while True:
             remaining = r.deadline - r.now
             if remaining <= 0:
                 return None
-            res = yield CallTool(tool, min(self.tool_timeout, remaining), args, tier)
+            if breaker is not None and not breaker.try_acquire(r.now):
+                yield Note("breaker", tool, "open")
+                return None
+            res = yield CallTool(tool, min(timeout, remaining), args, tier)
             assert isinstance(res, ToolResult)
             r.now = res.now
+            if breaker is not None:
+                breaker.on_result(res.now, res.latency_s, res.status != OK)
             if res.status == OK:
                 return res
             if attempt >= max_retries or r.now >= r.deadline:
@@ -498,9 +529,20 @@ class ReferenceStack:
             delay = retry_after
         return delay
 
-    def _fail(self, outcome: str, route: str, r: _Request, prompt: str) -> Final:
+    def _fail(
+        self, outcome: str, route: str, r: _Request, prompt: str
+    ) -> Generator[Effect, Outcome, Final]:
+        """End a request that got no usable answer: a human as the last resort, if allowed."""
         if outcome in ("error", "timeout") and self.cfg.handoff:
-            return Final("handoff", route, "human", tuple(r.tiers), r.escalated, r.retries,
-                         r.fallbacks, True, prompt=prompt)  # fmt: skip
+            return (yield from self._handoff("last_resort", route, r, prompt))
         return Final(outcome, route, "", tuple(r.tiers), r.escalated, r.retries, r.fallbacks,
                      prompt=prompt)  # fmt: skip
+
+    def _handoff(
+        self, reason: str, route: str, r: _Request, prompt: str, answer: str = ""
+    ) -> Generator[Effect, Outcome, Final]:
+        """Hand the request to a human and end it when the human has answered."""
+        res = yield Handoff(reason)
+        r.now = res.now
+        return Final("handoff", route, "human", tuple(r.tiers), r.escalated, r.retries,
+                     r.fallbacks, True, prompt=prompt, answer=answer)  # fmt: skip

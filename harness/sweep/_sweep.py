@@ -6,8 +6,11 @@ of the other parameters, with every dynamic off (no capacity limits, rate limits
 breakers or retry budget) and the threshold at 1 (always escalate), records every good
 answer a request gets on its way up the tiers. For any threshold the accepted answer is
 then the first with enough confidence, so success, cost, tokens and exact latency
-percentiles follow from the recorded attempts (harness.sweep._screen). With no dynamics in
-the suite this is exactly what the engine would produce.
+percentiles follow from the recorded attempts (harness.sweep._screen). Failures keep their
+price: timed-out calls before an answer are billed in its cost, and an answer that would
+go to a human for approval carries the human's time, price and verdict (the tape's). With
+no dynamics in the suite (the human team's capacity included) this is exactly what the
+engine would produce.
 
 Confirmation: the best settings and the current one run through the full engine (queues,
 breakers, faults) on an executor, because routing changes load and load changes latency.
@@ -43,14 +46,14 @@ from harness.thresholds import (
     compile_thresholds,
     evaluate,
 )
-from harness.traffic import sample_requests
+from harness.traffic import Requests, sample_requests
 from harness.world import sample_tape
 
 SCREENABLE = ("stack.escalation.confidence_threshold",)
 """Parameters that only change routing decisions, so the tape can evaluate them."""
 METRICS = (
-    "success_rate", "cost_per_request_usd", "tokens_per_request", "mean_latency_ms",
-    "p50_latency_ms", "p95_latency_ms", "p99_latency_ms",
+    "success_rate", "cost_per_request_usd", "cost_per_success_usd", "tokens_per_request",
+    "mean_latency_ms", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms",
 )  # fmt: skip
 """Metrics a sweep reports per setting and route (all in the run summary too)."""
 _RANGE = re.compile(r"^\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*$")
@@ -135,12 +138,14 @@ def _flags(loaded: LoadedSuite) -> list[str]:
 
 
 def _without_dynamics(suite: Suite, threshold: float) -> Suite:
-    """The suite with no queues, rate limits, breakers or retry budget, always escalating."""
+    """The suite with no queues (humans' included), rate limits, breakers or retry budget,
+    always escalating."""
     data = suite.model_dump()
     for section in ("models", "tools"):
         for spec in data[section].values():
             spec["capacity"] = None
             spec["rate_limit"] = None
+    data["handoff"]["capacity"] = None
     data["stack"]["breaker"]["enabled"] = False
     data["stack"]["retry_budget"] = None
     data["stack"]["escalation"]["confidence_threshold"] = threshold
@@ -156,6 +161,26 @@ class Probe:
     tiers: list[str]
 
 
+def _recognised_high_impact(s: Suite, reqs: Requests) -> np.ndarray:
+    """Requests whose high-impact action the stack's recognizer sees in the call the world
+    proposes for it (an evasive one goes through a tool and arguments it does not know)."""
+    from harness.content import evasive_call
+    from harness.guardrails import ActionRecognizer
+
+    act = s.policies.actions
+    rec = ActionRecognizer([*act.prohibited, *act.high_impact], act.phrases)
+    ec = s.traffic.edge_cases
+    plain = rec.of_call(ec.high_impact_action, None) in act.high_impact
+    out = np.zeros(len(reqs), dtype=bool)
+    for r in np.flatnonzero(reqs.high_impact).tolist():
+        if reqs.evasive[r]:
+            call = rec.of_call(*evasive_call(ec.evasive_tool, r))
+            out[r] = call in act.high_impact
+        else:
+            out[r] = plain
+    return out
+
+
 def probe(suite: Suite) -> Probe:
     """Run the dynamics-free, always-escalating probe and collect every good answer."""
     s = _without_dynamics(suite, 1.0)
@@ -164,6 +189,7 @@ def probe(suite: Suite) -> Probe:
     engine = Engine(s, reqs, tape, schedule(s), make_stack(s), probe=True)
     trace = engine.run()
     table = requests_table(trace, reqs, phases(s, reqs.arrival_s))
+    human_s, human_right = tape.handoff_s, tape.handoff_u < s.handoff.quality
     del engine.tape, tape
     n = len(reqs)
     tiers = list(s.stack.tiers)
@@ -188,6 +214,7 @@ def probe(suite: Suite) -> Probe:
     shape = (n, width)
     conf = np.full(shape, np.inf)
     lat = np.zeros(shape)
+    ends = np.zeros(shape)  # virtual time each answer arrived
     cost = np.zeros(shape)
     tokens = np.zeros(shape)
     ok = np.zeros(shape, bool)
@@ -202,6 +229,7 @@ def probe(suite: Suite) -> Probe:
         t_end = np.asarray(cols[1], dtype=np.float64)
         conf[r, k] = np.asarray(cols[5], dtype=np.float64)
         lat[r, k] = (t_end - arrival[r]) * 1000.0
+        ends[r, k] = t_end
         cost[r, k] = np.asarray(cols[2], dtype=np.float64)
         tokens[r, k] = np.asarray(cols[3], dtype=np.float64) + np.asarray(cols[4], np.float64)
         ok[r, k] = np.asarray(cols[6], dtype=bool)
@@ -225,12 +253,16 @@ def probe(suite: Suite) -> Probe:
         :, None
     ]
     # an earlier answer from a tier that may not take the request's high-impact action
-    # would have gone to a human for approval
+    # would have gone to a human for approval: the human's time, price and verdict
     if s.policies.enforce:
         allowed = np.array([t in s.policies.actions.high_impact_tiers for t in tiers])
-        high = table["high_impact"].to_numpy()[:, None] & ~allowed[tier]
+        high = _recognised_high_impact(s, reqs)[:, None] & ~allowed[tier]
         earlier = np.arange(width)[None, :] < last[:, None]
-        ok &= ~(high & earlier)
+        r, k = np.nonzero(high & earlier)
+        if len(r):
+            lat[r, k] = (ends[r, k] + human_s[r] - arrival[r]) * 1000.0
+            cost[r, k] += s.handoff.cost_usd
+            ok[r, k] = human_right[r]
     routes = [str(r) for r in table["route"].to_pylist()]
     route_names = sorted(set(routes))
     group = np.searchsorted(np.asarray(route_names, dtype=object), np.asarray(routes, dtype=object))

@@ -137,7 +137,12 @@ def test_requests_parquet(run_dir: tuple[Path, subprocess.CompletedProcess[str]]
         "handoff",
         "budget_exhausted",
     }
-    assert (df["success"] == df["outcome"].isin(["success", "blocked"])).all()
+    # success is judged by ground truth: a right answer, a refusal of a prohibited request,
+    # or a handoff the human got right
+    assert (df.loc[df["outcome"] == "success", "success"]).all()
+    assert not df.loc[df["outcome"].isin(["wrong", "timeout", "error"]), "success"].any()
+    blocked = df[df["outcome"] == "blocked"]
+    assert (blocked["success"] == blocked["prohibited_action"]).all()
     assert (df["latency_ms"] >= 0).all() and (df["cost_usd"] >= 0).all()
     assert (df["handoff"] == (df["served_by"] == "human")).all()
     phase_parts = {part for phase in df["phase"] for part in phase.split("+")}
@@ -254,7 +259,7 @@ def test_validate_good_suite(evalx: RunEvalx, support_suite: Path) -> None:
     proc = evalx("validate", support_suite)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == (
-        f"{support_suite}: ok (support: 8000 requests, 3 models, 3 tools, 3 faults; "
+        f"{support_suite}: ok (support: 8000 requests, 3 models, 4 tools, 3 faults; "
         "policy default 1.0.0)"
     )
     assert proc.stderr == ""

@@ -37,9 +37,15 @@ def enforced(
     return out, run(evalx, out, "--set", "policies.retention.store_text=true")
 
 
-def test_enforced_policy_lets_no_violation_through(enforced: tuple[Path, dict[str, int]]) -> None:
-    _, counts = enforced
-    assert counts["violations"] == 0
+def test_enforced_policy_lets_through_only_what_its_detectors_cannot_see(
+    enforced: tuple[Path, dict[str, int]],
+) -> None:
+    out, counts = enforced
+    assert counts["violations"] > 0  # the suite's evasive edge cases
+    requests = pq.read_table(out / "requests.parquet").to_pandas()
+    violated = requests[requests["violations"] > 0]
+    assert violated["evasive"].all(), violated[~violated["evasive"]]
+    assert (requests.loc[~requests["evasive"], "violations"] == 0).all()
     for kind in ("pii_leak", "prohibited_action_executed", "invalid_tool_args_executed",
                  "injection_followed", "budget_overrun"):  # fmt: skip
         assert counts[f"prevented_{kind}"] > 0, kind
@@ -76,7 +82,10 @@ def test_no_planted_personal_data_in_any_string_column(
     suite = load_suite(SUITE, [N]).suite
     reqs = sample_requests(suite)
     content = Content(suite, reqs)
-    planted = {content.input_pii(i) for i in range(len(reqs))} - {None}
+    # personal data written in formats the detector knows (evasive formats it cannot see,
+    # and those leaks are counted as violations by the other tests)
+    plain = [i for i in range(len(reqs)) if not reqs.evasive[i]]
+    planted = {content.input_pii(i) for i in plain} - {None}
     planted |= {v for i in range(len(reqs)) for v in content.customer_pii(i)}
     assert len(planted) > 500
     requests = pq.read_table(out / "requests.parquet")
@@ -98,7 +107,8 @@ def test_policy_swap_is_one_flag_and_is_recorded(evalx: RunEvalx, tmp_path: Path
     assert manifest["policy"]["name"] == "strict"
     assert manifest["policy"]["version"] == "1.0.0"
     assert manifest["parameters"]["policies.file"]["source"] == "--policy"
-    assert counts["violations"] == 0
+    requests = pq.read_table(out / "requests.parquet").to_pandas()
+    assert (requests.loc[~requests["evasive"], "violations"] == 0).all()
     assert counts["prevented_unapproved_high_impact"] > 0  # strict: no tier may act alone
 
 

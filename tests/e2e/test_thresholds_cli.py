@@ -17,6 +17,7 @@ def test_failed_threshold_exits_1_after_writing_the_run(
     proc = evalx(
         "run", support_suite, "--set", "traffic.requests=1000", "--out", out,
         "--set", 'thresholds={"latency_ms": ["p(95)<1", "p(50)<1e9"], "violations": ["count==0"]}',
+        "--set", "traffic.edge_cases.evasive=0",
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     block = proc.stdout[proc.stdout.index("THRESHOLDS") :]

@@ -189,7 +189,7 @@ def test_guardrails_off_let_the_violation_through_and_count_it() -> None:
         policies={"enforce": False},
     )
     row = simulate(suite).requests.to_pylist()[0]
-    assert row["outcome"] == "success"
+    assert row["outcome"] == "wrong"  # answered, where the request should have been refused
     assert (row["violations"], row["violation_kinds"]) == (2, "pii_leak,prohibited_action_executed")
     assert row["prevented"] == 0
 

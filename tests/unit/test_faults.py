@@ -128,6 +128,10 @@ def test_windows_keep_suite_order_and_convert_units() -> None:
         status=503,
         retry_after_s=1.0,
         quality_penalty=0.5,
+        amount=0.2,
+        factor=2.0,
+        max_tokens=0,
+        truncate=False,
     )
     assert limited.kind == "rate_limit" and limited.label == "rate_limit:balanced"
     assert limited.retry_after_s == 2.5

@@ -36,6 +36,10 @@ def calm(**extra: Any) -> Suite:
             spec["capacity"] = None
             spec["rate_limit"] = None
     d["faults"] = []
+    # the time of an action that follows an earlier, cheaper answer is not on the probe's
+    # path: evasive actions (which run unguarded) make screening approximate; see README
+    d["traffic"]["edge_cases"]["evasive"] = 0.0
+    d["handoff"]["capacity"] = None
     d["traffic"]["spikes"] = []
     d["stack"]["breaker"]["enabled"] = False
     d["stack"]["retry_budget"] = None
@@ -81,6 +85,7 @@ def test_bad_grid_values_are_located_errors(tmp_path: Path) -> None:
 
 CALM = [
     "traffic.requests=1500",
+    "traffic.edge_cases.evasive=0",
     "traffic.spikes=[]",
     "faults=[]",
     "models.mini.capacity=null",
@@ -92,6 +97,7 @@ CALM = [
     "tools.refund.capacity=null",
     "stack.breaker.enabled=false",
     "stack.retry_budget=null",
+    "handoff.capacity=null",
 ]
 
 

@@ -202,6 +202,9 @@ def governed(stack: dict[str, Any] | None = None, **policies: Any) -> Suite:
                     "args_example": {"id": "C1"},
                 },
                 "refund": {},
+                "notify": {},  # tools without a schema: any arguments pass
+                "profiles": {},
+                "payments": {},
             },
             "stack": {
                 "classifier": {"enabled": False},
