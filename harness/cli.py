@@ -475,6 +475,8 @@ def sweep(
         highlight=False,
     )
     console.print(sweep_table(frame, params, loaded.suite.sweep.objective))
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
     gap = gaps_table(gaps(result))
     if gap is not None:
         console.print(gap)

@@ -159,6 +159,9 @@ class Probe:
     attempts: Attempts
     routes: list[str]
     tiers: list[str]
+    approximate: int = 0
+    """Requests whose earlier answers carry an evasive action: its time after such an
+    answer is not on the probe's path, so screening is approximate for them."""
 
 
 def _recognised_high_impact(s: Suite, reqs: Requests) -> np.ndarray:
@@ -270,7 +273,9 @@ def probe(suite: Suite) -> Probe:
         confidence=conf, latency_ms=lat, cost_usd=cost, tokens=tokens, success=ok, tier=tier,
         count=m, group=group.astype(np.int64), n_tiers=len(tiers), n_groups=len(route_names),
     )  # fmt: skip
-    return Probe(att, route_names, tiers)
+    acts = reqs.prohibited | reqs.high_impact | reqs.injection
+    approximate = int(((m > 1) & reqs.evasive & acts).sum())
+    return Probe(att, route_names, tiers, approximate)
 
 
 # --------------------------------------------------------------------------- full runs
@@ -424,6 +429,12 @@ def run_sweep(
             group_flags = [*flags, *[f"{k}={_yaml(v)}" for k, v in dyn]]
             base = load_suite(loaded.path, group_flags, policy).suite
             pr = probe(base)
+            if pr.approximate:
+                result.notes.append(
+                    f"screening is approximate for {pr.approximate} requests whose cheaper "
+                    "answers would carry an evasive action (its run time is not on the probe's "
+                    "path); confirmed rows are exact"
+                )
             thetas = np.array([float(m.params[screen_keys[0]]) for m in members])
             metrics = screen(pr.attempts, thetas, percentiles)
             for j, member in enumerate(members):

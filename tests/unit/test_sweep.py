@@ -143,3 +143,13 @@ def test_screen_is_exact_when_a_request_goes_on_after_its_last_good_answer(theta
     rows = np.arange(len(k))
     assert pr.attempts.latency_ms[rows, k].tolist() == full["latency_ms"].tolist()
     assert pr.attempts.success[rows, k].tolist() == full["success"].tolist()
+
+
+def test_the_probe_counts_the_requests_it_screens_only_approximately() -> None:
+    """Evasive actions run after an answer; a cheaper earlier answer would run them too,
+    at a time the probe never saw: those requests are counted, and none without them."""
+    base = calm()
+    assert probe(base).approximate == 0
+    d = base.model_dump()
+    d["traffic"]["edge_cases"]["evasive"] = 0.5
+    assert probe(Suite.model_validate(d)).approximate > 0
