@@ -112,6 +112,9 @@ class QualityFit(Fit):
     prompts: int
     """Distinct prompt ids."""
     provenance: Provenance
+    latent_correlation: float | None = None
+    """Mean tetrachoric correlation of success over model pairs: the `world.correlation` of
+    a Gaussian copula with these models' joint successes (None: fewer than two models)."""
     outcomes: Mapping[str, Any] | None = field(default=None)
     """The `world.outcomes` mapping, when the table's path is known."""
 
@@ -140,8 +143,13 @@ class QualityFit(Fit):
             for name in self.models
         }
         frag: dict[str, Any] = {"models": models}
+        world: dict[str, Any] = {}
+        if self.latent_correlation is not None:
+            world["correlation"] = round(self.latent_correlation, 2)
         if self.outcomes is not None:
-            frag["world"] = {"outcomes": dict(self.outcomes)}
+            world["outcomes"] = dict(self.outcomes)
+        if world:
+            frag["world"] = world
         return frag
 
     def components(self) -> tuple[Component, ...]:
@@ -152,6 +160,9 @@ class QualityFit(Fit):
 
     def summary(self) -> tuple[str, ...]:
         lines = []
+        if self.latent_correlation is not None:
+            lines.append(f"Latent correlation of success (mean tetrachoric over model pairs): "
+                         f"{self.latent_correlation:.3f}")  # fmt: skip
         for name, r in self.overall.items():
             lo, hi = r.interval
             lines.append(
@@ -258,6 +269,13 @@ def fit_quality(
             if a.std() > 0 and b.std() > 0:
                 corr[i, j] = float(np.corrcoef(a, b)[0, 1])
 
+    rhos = [
+        tetrachoric(grid[both, i] == 1, grid[both, j] == 1)
+        for i in range(k)
+        for j in range(i + 1, k)
+        if (both := ~np.isnan(grid[:, i]) & ~np.isnan(grid[:, j])).any()
+    ]
+    finite = [r for r in rhos if r is not None]
     where = path if path is not None else (sources[0].path if len(sources) == 1 else None)
     world = None
     if where is not None:
@@ -279,4 +297,26 @@ def fit_quality(
         prompts=int(prompt_ids.size),
         provenance=provenance(sources, int(keep.sum()), created=created, command=command),
         outcomes=world,
+        latent_correlation=float(np.mean(finite)) if finite else None,
     )
+
+
+def tetrachoric(a: npt.NDArray[np.bool_], b: npt.NDArray[np.bool_]) -> float | None:
+    """The latent correlation at which a standard bivariate normal, cut at the two success
+    rates, gives the observed rate of both succeeding (None when a rate is 0 or 1)."""
+    from scipy import optimize
+
+    qa, qb, qab = float(a.mean()), float(b.mean()), float((a & b).mean())
+    if not (0.0 < qa < 1.0 and 0.0 < qb < 1.0):
+        return None
+    za, zb = stats.norm.ppf(qa), stats.norm.ppf(qb)
+
+    def gap(rho: float) -> float:
+        cov = [[1.0, rho], [rho, 1.0]]
+        both = stats.multivariate_normal.cdf([za, zb], cov=cov, abseps=1e-8, releps=1e-8)
+        return float(both) - qab
+
+    lo, hi = -0.999, 0.999
+    if gap(lo) > 0 or gap(hi) < 0:  # the joint rate is outside what any rho can give
+        return lo if gap(lo) > 0 else hi
+    return float(optimize.brentq(gap, lo, hi))

@@ -122,7 +122,9 @@ def test_rates_intervals_correlation_and_non_nesting_by_hand() -> None:
         "models": {
             "big-v1": {"quality": {"easy": 1.0, "hard": 0.3333}, "default_quality": 0.6667},
             "small-v1": {"quality": {"easy": 0.6667, "hard": 0.3333}, "default_quality": 0.5},
-        }
+        },
+        # both succeed on 2 of 6 = 4/6 x 3/6: the latent correlation is 0
+        "world": {"correlation": 0.0},
     }
 
 
@@ -208,3 +210,23 @@ def test_alpacaeval() -> None:
         assert share == pytest.approx(float((wide[weak] & ~wide[strong]).mean()))
         assert share > 0  # correlated, not nested: every weaker model sometimes wins
     assert np.nanmin(fit.correlation) > 0.1  # strengths are correlated across prompts
+
+
+def test_the_fit_writes_the_copula_correlation_of_the_table() -> None:
+    """The fragment's `world.correlation` is the mean tetrachoric correlation of success, the
+    value the suite's default was fitted to on AlpacaEval."""
+    from pathlib import Path
+
+    import pyarrow.csv as pcsv
+
+    from harness.data import fit_quality
+    from harness.spec import World
+
+    root = Path(__file__).resolve().parents[3]
+    raw = pcsv.read_csv(root / "fixtures" / "shared" / "alpacaeval" / "judgments.csv")
+    table = raw.select(["id", "model", "preference"]).rename_columns(["id", "model", "score"])
+    table = table.set_column(0, "id", table.column("id").cast("string"))
+    fit = fit_quality(table, ">= 1.1")
+    assert fit.latent_correlation is not None
+    assert abs(fit.latent_correlation - World().correlation) < 0.01
+    assert fit.to_fragment()["world"]["correlation"] == round(fit.latent_correlation, 2)
