@@ -183,7 +183,8 @@ def run(
     """  # fmt: skip
     from rich.console import Console
 
-    from harness.report import route_table, thresholds_block, violations_table
+    from harness.metrics import tenant_summary
+    from harness.report import route_table, tenant_table, thresholds_block, violations_table
     from harness.run import run_id
     from harness.spec import load_suite
     from harness.storage import check_out, is_url
@@ -242,6 +243,9 @@ def run(
     )
     summary = result.summary.to_pandas()
     out_console.print(route_table(summary))
+    tenants = tenant_summary(result.requests)
+    if tenants is not None:
+        out_console.print(tenant_table(tenants))
     governance = violations_table(summary)
     if governance is not None:
         out_console.print(governance)

@@ -153,6 +153,41 @@ def summarize(requests: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.D
     return pd.DataFrame(rows, columns=[c.name for c in SUMMARY_COLUMNS])
 
 
+TENANT_LIMIT_ROUTE = "tenant_limit"
+"""Route of a request a tenant limit turned away (rejected, or queued past its deadline)."""
+
+
+def tenant_summary(requests: pa.Table) -> pd.DataFrame | None:
+    """Per tenant: requests, success rate, p95 latency, cost per request, total cost and the
+    share turned away by a tenant limit; None when no request has a tenant.
+
+    Kept out of summary.parquet, whose rows are routes (compare pairs them by route); by
+    tenant, gate with thresholds (`success{tenant:acme}`) or read requests.parquet.
+    """
+    import pandas as pd
+
+    if "tenant" not in requests.column_names:
+        return None
+    cols = ["tenant", "route", "success", "latency_ms", "cost_usd"]
+    df = requests.select(cols).to_pandas()
+    if not (df["tenant"] != "").any():
+        return None
+    rows = []
+    for tenant, g in df.groupby("tenant", sort=True):
+        n = len(g)
+        cost = float(g["cost_usd"].sum())
+        rows.append({
+            "tenant": str(tenant),
+            "requests": n,
+            "success_rate": float(g["success"].mean()),
+            "p95_latency_ms": float(np.percentile(g["latency_ms"].to_numpy(), 95)),
+            "cost_per_request_usd": cost / n,
+            "total_cost_usd": cost,
+            "limited_rate": float((g["route"] == TENANT_LIMIT_ROUTE).mean()),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def violation_marks(spans: pa.Table) -> pd.DataFrame:
     """The spans that let a violation through or prevented one, as summarize's `marks`."""
     import pyarrow as pa

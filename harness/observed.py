@@ -57,6 +57,7 @@ OBSERVED_CLASS = "observed"
 """Task class of every observed request."""
 NEUTRAL: Mapping[str, Any] = {
     "task_class": OBSERVED_CLASS,
+    "tenant": "",
     "escalated": False,
     "escalation_harm": False,
     "retries": 0,

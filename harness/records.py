@@ -35,6 +35,11 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("request_id", "int64", "Index of the request in arrival order; pairs runs of one seed."),
     Column("arrival_s", "float64", "Arrival time, seconds of virtual time after the run start."),
     Column("task_class", "string", "True task class from the traffic mix."),
+    Column(
+        "tenant",
+        "string",
+        "Tenant: drawn from traffic.tenants, or a log's tenant column ('' when none).",
+    ),
     Column("route", "string", "Routing decision (e.g. routine, reasoning, escalation)."),
     Column("served_by", "string", "Tier that produced the final answer; 'human' on handoff."),
     Column("tiers_tried", "string", "Tiers used, in order, joined by '>' (e.g. fast>balanced)."),
@@ -170,6 +175,8 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield np.arange(trace.n, dtype=np.int64)
         yield requests.arrival_s
         yield np.asarray(requests.class_names, dtype=object)[requests.task_class]
+        tenant = requests.extra.get("tenant")
+        yield tenant if tenant is not None else np.full(trace.n, "", dtype=object)
         yield codes["route"].decode(trace.route)
         yield codes["tier"].decode(trace.served_by)
         yield codes["tiers_tried"].decode(trace.tiers_tried)
@@ -209,7 +216,6 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
 
 LOG_COLUMNS: tuple[Column, ...] = (
     Column("source_id", "string", "Log runs: the request's id in the log (`columns.id`)."),
-    Column("tenant", "string", "Log runs: the tenant column of the log (`columns.tenant`)."),
     Column("session", "string", "Log runs: the session column of the log (`columns.session`)."),
     Column("label_<column>", "as logged", "Log runs: every log column that is not mapped."),
 )
@@ -223,6 +229,8 @@ def _with_log_columns(table: pa.Table, requests: Requests) -> pa.Table:
         field = pa.field("source_id", pa.string(), metadata={"doc": LOG_COLUMNS[0].doc})
         table = table.append_column(field, pa.array(requests.ids, type=pa.string()))
     for name, values in requests.extra.items():
+        if name == "tenant":  # a request column of every run
+            continue
         doc = next((c.doc for c in LOG_COLUMNS if c.name == name), LOG_COLUMNS[-1].doc)
         array = pa.array(values.tolist(), from_pandas=True)
         table = table.append_column(pa.field(name, array.type, metadata={"doc": doc}), array)

@@ -70,6 +70,24 @@ def route_table(summary: pd.DataFrame, title: str = "Per route") -> Table:
     return table
 
 
+def tenant_table(tenants: pd.DataFrame) -> Table:
+    """Per tenant (metrics.tenant_summary): success, p95, cost and the share a limit refused."""
+    table = Table(title="Per tenant", title_justify="left", header_style="bold")
+    for name in ("tenant", "requests", "success", "p95 ms", "cost/req", "total cost", "limited"):
+        table.add_column(name, justify="left" if name == "tenant" else "right")
+    for row in tenants.to_dict("records"):
+        table.add_row(
+            str(row["tenant"]) or "(none)",
+            f"{int(row['requests']):,}",
+            _pct(float(row["success_rate"])),
+            _ms(float(row["p95_latency_ms"])),
+            _usd(float(row["cost_per_request_usd"])),
+            f"${float(row['total_cost_usd']):,.4f}",
+            _pct(float(row["limited_rate"])),
+        )
+    return table
+
+
 def violations_table(summary: pd.DataFrame) -> Table | None:
     """Violations let through and prevented, by kind and route; None when there are none."""
     from harness.spec import VIOLATION_KINDS

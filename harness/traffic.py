@@ -7,7 +7,7 @@ and not on how many requests follow it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -16,6 +16,7 @@ from harness.spec import Suite, Traffic
 from harness.util import BLOCK, blocks, generator
 
 _ARRIVALS, _MIX, _TOKENS, _LABELS, _EVASIVE = 1, 2, 3, 4, 5
+_TENANTS = 63  # own stream: adding tenants moves no other draw
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,28 @@ def arrival_times(traffic: Traffic, seed: int) -> np.ndarray:
 
 
 def sample_requests(suite: Suite) -> Requests:
+    """Every request of the suite, deterministic in `suite.seed`, with its tenant."""
+    return with_tenants(suite, _sampled(suite))
+
+
+def with_tenants(suite: Suite, requests: Requests) -> Requests:
+    """`requests` with `extra["tenant"]` drawn from `traffic.tenants` (its own stream, keyed
+    by request: no other draw moves), unless they already carry one (a log's column)."""
+    tenants = suite.traffic.tenants
+    if not tenants or "tenant" in requests.extra:
+        return requests
+    n = len(requests)
+    weights = np.array([t.share for t in tenants.values()], dtype=np.float64)
+    cdf = np.cumsum(weights / weights.sum())
+    pick = np.empty(n, dtype=np.int64)
+    for b, lo, hi in blocks(n):
+        u = generator(suite.seed, _TENANTS, b).random(BLOCK)[: hi - lo]
+        pick[lo:hi] = np.minimum(np.searchsorted(cdf, u, side="right"), len(weights) - 1)
+    names = np.asarray(list(tenants), dtype=object)
+    return replace(requests, extra={**requests.extra, "tenant": names[pick]})
+
+
+def _sampled(suite: Suite) -> Requests:
     """Every request of the suite, deterministic in `suite.seed`.
 
     With `traffic.file` the requests (class, labels) come from the file, in its order,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from harness.spec._base import NonNegFloat, PositiveFloat, Probability, Strict
 from harness.spec._policy import Policy
@@ -120,6 +120,13 @@ class TrafficLog(Strict):
     """Replay only the first N requests of the window."""
 
 
+class TenantShare(Strict):
+    """A tenant of synthetic traffic: the share of requests it sends."""
+
+    share: PositiveFloat
+    """Relative weight; a request's tenant is drawn with probability share / sum of shares."""
+
+
 class Traffic(Strict):
     """How requests arrive and what they ask for."""
 
@@ -139,6 +146,9 @@ class Traffic(Strict):
     """Task classes by name with their weights, sizes and tool steps."""
     edge_cases: EdgeCases = EdgeCases()
     """Rates of policy edge cases."""
+    tenants: dict[str, TenantShare] = Field(default_factory=dict)
+    """Tenants by name with their shares of the requests (each request draws one); empty =
+    no tenants (the `tenant` column is ''). A log's `tenant` column overrides the draw."""
 
     @model_validator(mode="after")
     def _weights_positive(self) -> Traffic:
@@ -523,6 +533,48 @@ class Budgets(Strict):
     """Cap on ReAct tool steps; more needed ends the request with budget_exhausted."""
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def _seconds(value: Any) -> Any:
+    """`90`, `"90s"`, `"30m"`, `"1h"`, `"1d"` -> seconds; anything else is left to pydantic."""
+    if isinstance(value, str):
+        v = value.strip()
+        if v and v[-1] in _UNITS:
+            try:
+                return float(v[:-1]) * _UNITS[v[-1]]
+            except ValueError:
+                pass
+    return value
+
+
+class TenantBudget(Strict):
+    """A spend budget with a reset period: at most `usd` per calendar window of `per`."""
+
+    usd: NonNegFloat
+    """Spend allowed per window, USD, as the stack prices the tokens it observes."""
+    per: Annotated[PositiveFloat, BeforeValidator(_seconds)]
+    """Window length: seconds, or a string with a unit (`90s`, `30m`, `1h`, `1d`); windows
+    start at t = 0 and the spend resets at each boundary."""
+
+
+class TenantLimits(Strict):
+    """A gateway's limits on one tenant (one key); see `harness.stack._tenants`."""
+
+    rpm: Annotated[int, Field(ge=1)] | None = None
+    """Requests per minute (a token bucket of `rpm` that refills `rpm / 60` per second);
+    None = unlimited."""
+    tpm: Annotated[int, Field(ge=1)] | None = None
+    """Tokens per minute, charged with the input + output tokens of the tenant's model calls
+    as they come back; a request is admitted while the bucket holds a token. None = unlimited."""
+    budget: TenantBudget | None = None
+    """Spend budget with a reset period; None = unlimited."""
+    on_exceed: Literal["reject", "downgrade", "queue"] = "reject"
+    """What a request over a limit gets: `reject` (outcome `error`, route `tenant_limit`, like
+    a 429), `downgrade` (served by the cheapest tier only, never escalated) or `queue` (waits
+    until the limit admits it; past the request deadline it ends with `timeout`)."""
+
+
 class Stack(Strict):
     """The reference routing stack's configuration."""
 
@@ -564,6 +616,9 @@ class Stack(Strict):
     handoff: bool = True
     """Hand off to a human when every tier failed (otherwise the request errors); who takes
     the request, how fast and at what price is the suite's `handoff`."""
+    tenants: dict[str, TenantLimits] = Field(default_factory=dict)
+    """Per-tenant gateway limits at admission, by tenant name; `"*"` gives every tenant not
+    listed its own limits of that shape (requests without a tenant count as tenant '')."""
 
 
 # --------------------------------------------------------------------------- sweep

@@ -41,6 +41,7 @@ from harness.stack._effects import (
     ToolResult,
     Wait,
 )
+from harness.stack._tenants import TenantGate, TenantState
 
 _UNSEEN = object()
 
@@ -152,12 +153,31 @@ class ReferenceStack:
         self.actions = ActionRecognizer(
             [*pol.actions.prohibited, *pol.actions.high_impact], pol.actions.phrases
         )
+        prices = {n: (m.price.input_per_mtok, m.price.output_per_mtok)
+                  for n, m in suite.models.items()}  # fmt: skip
+        self.gate = TenantGate(st.tenants, prices) if st.tenants else None
+        """Per-tenant gateway limits (`stack.tenants`), applied at admission."""
 
     # ------------------------------------------------------------------ the request
 
     def handle(self, request: RequestInfo) -> Generator[Effect, Outcome, Final]:
         """Serve one request; see the module docstring for the path it takes."""
+        gate = self.gate
+        tenant = gate.state(request.metadata.get("tenant", "")) if gate is not None else None
+        if gate is None or tenant is None:
+            return (yield from self._serve(request, None))
+        return (yield from gate.metered(tenant, self._serve(request, tenant)))
+
+    def _serve(
+        self, request: RequestInfo, tenant: TenantState | None
+    ) -> Generator[Effect, Outcome, Final]:
         r = _Request(request.arrival_s, request.arrival_s + self.deadline_s, request.jitter)
+        downgraded = False
+        if tenant is not None:  # the gateway's limits come first
+            admitted = yield from self._admit(tenant, r)
+            if isinstance(admitted, Final):
+                return admitted
+            downgraded = admitted
         if self.budget is not None:
             self.budget.on_request(r.now)
         pol, enforce = self.policy, self.enforce
@@ -187,6 +207,8 @@ class ReferenceStack:
         if start:
             tier_index = min(tier_index + 1, len(self.tiers) - 1)
             r.escalated = True
+        if downgraded:  # over a tenant limit: the cheapest tier, and only that
+            tier_index, r.escalated, reason = 0, False, "tenant_limit"
         yield Note("router", route, f"{self.tiers[tier_index]}:{reason}")
         max_retries = route_cfg.max_retries
         context = request.input_tokens
@@ -197,7 +219,7 @@ class ReferenceStack:
         # discarded and the next tier asked; on failure fall back up, then down
         budgets = self.cfg.budgets
         threshold = self.cfg.escalation.confidence_threshold
-        failed: set[int] = set()
+        failed: set[int] = set(range(1, len(self.tiers))) if downgraded else set()
         steps = repairs = 0
         while True:
             res = yield from self._tier_call(
@@ -276,6 +298,33 @@ class ReferenceStack:
             "success", route, tier, tuple(r.tiers), r.escalated, r.retries, r.fallbacks, False,
             res.confidence, text, answer,
         )  # fmt: skip
+
+    def _admit(self, tenant: TenantState, r: _Request) -> Generator[Effect, Outcome, Final | bool]:
+        """Admission under the tenant's limits: False (admitted), True (go on downgraded to
+        the cheapest tier) or the `Final` of a request turned away (`stack.tenants.on_exceed`).
+
+        Rejected: outcome `error`, route `tenant_limit` (a gateway's 429). Queued: waits until
+        the limits admit it, or ends with `timeout` (route `tenant_limit`) at the deadline.
+        A downgraded request takes no request token; its tokens and spend still count.
+        """
+        verdict = tenant.admit(r.now)
+        if not verdict.wait_s:
+            return False
+        on = tenant.limits.on_exceed
+        yield Note("policy_check", "tenant_limit", f"{verdict.reason}:{on}", True, True,
+                   None, "budget")  # fmt: skip
+        if on == "downgrade":
+            return True
+        if on == "reject":
+            return Final("error", "tenant_limit", "", ())
+        while verdict.wait_s:
+            remaining = r.deadline - r.now
+            tick = yield Wait(min(verdict.wait_s, remaining), "tenant_queue")
+            r.now = tick.now
+            if verdict.wait_s >= remaining:
+                return Final("timeout", "tenant_limit", "", ())
+            verdict = tenant.admit(r.now)
+        return False
 
     # ------------------------------------------------------------------ guardrails
 
