@@ -836,4 +836,10 @@ def advisories(suite: Suite) -> list[tuple[Path, str]]:
         if t.args_schema is None:
             out.append((("tools", name),
                         "no args_schema: proposed arguments are not validated"))  # fmt: skip
+    shares = suite.traffic.tenants
+    for name in st.tenants:
+        if shares and suite.traffic.log is None and name != "*" and name not in shares:
+            out.append((("stack", "tenants", name),
+                        f"no tenant {name!r} in traffic.tenants ({', '.join(shares)}): "
+                        "these limits never apply"))  # fmt: skip
     return out

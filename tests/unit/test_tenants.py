@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from harness.metrics import tenant_summary
 from harness.run import simulate
-from harness.spec import Suite, TenantLimits, load_suite
+from harness.spec import Suite, TenantLimits, advisories, load_suite
 from harness.stack._tenants import SpendBudget, TenantState, TokenBucket
 from harness.thresholds import compile_thresholds, evaluate
 from harness.traffic import sample_requests
@@ -270,3 +270,13 @@ def test_an_unknown_tenant_share_key_is_an_error() -> None:
             {**make_suite().model_dump(), "traffic": {"mix": {"r": {"weight": 1}},
                                                       "tenants": {"a": {"shares": 1}}}}
         )  # fmt: skip
+
+
+def test_limits_for_a_tenant_the_traffic_never_sends_are_a_warning() -> None:
+    suite = make_suite(
+        traffic__tenants={"acme": {"share": 1}},
+        stack__tenants={"acmee": {"rpm": 5}, "*": {"rpm": 5}, "acme": {"rpm": 5}},
+    )
+    found = [(k, m) for k, m in advisories(suite) if k[:2] == ("stack", "tenants")]
+    assert [k for k, _ in found] == [("stack", "tenants", "acmee")]
+    assert "never apply" in found[0][1]
