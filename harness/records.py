@@ -71,6 +71,11 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     ),
     Column("input_tokens", "int64", "Prompt tokens over billed model calls."),
     Column("output_tokens", "int64", "Completion tokens over billed model calls."),
+    Column(
+        "cached_input_tokens",
+        "int64",
+        "Of input_tokens, those read from a model's prompt cache (billed at its cached price).",
+    ),
     Column("escalated", "bool", "Moved up a tier on low confidence or low classifier confidence."),
     Column(
         "escalation_harm",
@@ -136,6 +141,11 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     Column("http.response.status_code", "int16", "HTTP status of a call (0: none, e.g. timeout)."),
     Column("gen_ai.usage.input_tokens", "int64", "Billed prompt tokens."),
     Column("gen_ai.usage.output_tokens", "int64", "Billed completion tokens."),
+    Column(
+        "gen_ai.usage.cache_read.input_tokens",
+        "int64",
+        "Of the prompt tokens, those read from the model's prompt cache (models.*.cache).",
+    ),
     Column("cost_usd", "float64", "Cost of the call."),
     Column("fault", "string", "Injected faults that hit the call ('' if none)."),
     Column("detail", "string", "Router: tier and reason; policy check: what it found or judged."),
@@ -187,6 +197,7 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield trace.cost_usd
         yield trace.input_tokens
         yield trace.output_tokens
+        yield trace.cached_input_tokens
         yield trace.escalated
         yield trace.escalation_harm
         yield trace.retries
@@ -281,6 +292,7 @@ def spans_table(trace: Trace) -> pa.Table:
         yield col("http_status")
         yield col("input_tokens")
         yield col("output_tokens")
+        yield col("cache_read")
         yield col("cost_usd")
         yield codes["fault"].decode(col("fault"))
         yield codes["detail"].decode(col("detail"))

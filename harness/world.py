@@ -44,6 +44,7 @@ JITTERS = 8
 _DIFFICULTY, _CONF, _CALLS, _TOOLS, _JITTER, _CLASSIFY, _OVERFLOW = 11, 12, 13, 14, 15, 16, 17
 _TOKEN_LATENCY, _OUTCOME_ROWS, _NOISE = 18, 19, 20
 _HANDOFF = 41
+_TOOL_LOOP = 57
 _Z99 = 2.3263478740408408
 
 
@@ -113,6 +114,7 @@ class Tape:
     per_input_s: np.ndarray | None = None  # (n, M, WIDTH) prefill seconds per prompt token
     correct: np.ndarray | None = None  # (rows, M) bool: outcome table, model right on row
     outcome_row: np.ndarray | None = None  # (n,) the outcome-table row of each request
+    loop_u: np.ndarray | None = None  # (n, M) model m loops on a tool when < tool_loop_rate
 
     def per_output_token(self, i: int, m: int, k: int) -> float | None:
         """Seconds per output token of call k (None: model m's latency is the whole call)."""
@@ -266,6 +268,7 @@ def sample_tape(suite: Suite, requests: Requests) -> Tape:
         per_input_s=per_input_s,
         **outcome_rows(suite, requests),
         **handoff_draws(suite, n),
+        **loop_draws(suite, n),
     )
 
 
@@ -282,6 +285,22 @@ def copula(u: np.ndarray, noise: np.ndarray, rho: float) -> np.ndarray:
         z += math.sqrt(rho) * ndtri(u)
     out: np.ndarray = ndtr(z)
     return out
+
+
+def loop_draws(suite: Suite, n: int) -> dict[str, np.ndarray]:
+    """Per request and model, the roll that makes the model loop on a tool (`tool_loop_rate`).
+
+    On a stream of its own, drawn only when some model may loop, so other draws never move.
+    """
+    rates = [m.tool_loop_rate for m in suite.models.values()]
+    if not any(rates):
+        return {}
+    loop_u = np.ones((n, len(rates)), np.float32)
+    for j, name in enumerate(suite.models):
+        for b, lo, hi in blocks(n):
+            rng = generator(suite.seed, _TOOL_LOOP, stable_id(name), b)
+            loop_u[lo:hi, j] = rng.random(BLOCK, np.float32)[: hi - lo]
+    return {"loop_u": loop_u}
 
 
 def handoff_draws(suite: Suite, n: int) -> dict[str, np.ndarray]:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from harness.content import Content, evasive_call
+from harness.engine._cache import SYSTEM, Prefix, PromptCache
 from harness.engine._request import Proc
 from harness.engine._scoring import Scoring
 from harness.engine._servers import Server, Servers
@@ -98,6 +99,12 @@ class Calls(Servers, Scoring):
         self.tool_name = [codes["name"](name) for name in suite.tools]
         self.out_tokens: list[int] = self.req_output_tokens
         self.injection: list[bool] = self.req_injection
+        self.system_tokens = suite.stack.system_prompt_tokens
+        self.caches = [
+            PromptCache(m.cache, m.price) if m.cache is not None and m.cache.enabled else None
+            for m in models
+        ]
+        self.loop_rate = [m.tool_loop_rate for m in models]
 
     req_output_tokens: list[int]
     req_injection: list[bool]
@@ -122,8 +129,9 @@ class Calls(Servers, Scoring):
         res = ModelResult(OK, now, 0.0)
         purpose = eff.purpose
         if purpose == "agent" or purpose == "repair":  # the model decides: a tool or an answer
-            purpose = "answer" if proc.step >= len(proc.plan) else purpose
-            if purpose == "agent":
+            if proc.step >= len(proc.plan) and not self._loops(proc, m):
+                purpose = "answer"
+            elif purpose == "agent":
                 purpose = "step"
         res.purpose = purpose
         res.model = eff.model
@@ -198,6 +206,14 @@ class Calls(Servers, Scoring):
                 total = proc.in_tok + proc.out_tok + tin + tout
                 if total > self.budget:
                     mark = proc.violate("budget_overrun", "budget")
+            cache = self.caches[m]
+            cached = 0
+            if cache is not None:
+                prefixes = self._prefixes(proc, eff, tin)
+                cached = cache.read(now, prefixes)
+                if cached:
+                    cost -= cached * cache.discount * price
+                    res.cached_input_tokens = cached
             if not self.token_aware[m]:  # total latency: the first token comes with the answer
                 service = ttft = lat
                 tok = NAN
@@ -205,13 +221,34 @@ class Calls(Servers, Scoring):
                 per_token = tape.per_output_token(rid, m, k)
                 assert per_token is not None
                 tok = per_token
-                ttft = lat + tin * tape.per_input_token(rid, m, k)
+                prefill = tin - cached * cache.saving if cached and cache is not None else tin
+                ttft = lat + prefill * tape.per_input_token(rid, m, k)
                 service = ttft + tout * tok
+            if cache is not None:
+                cache.write(now, now + ttft, prefixes)
             rates = (self.price_in[m], self.price_out[m], price) if self.bill_timeouts[m] else None
             self._serve(proc, res, server, head, fcode, service, eff.timeout_s, tin, tout, cost,
-                        mark, ttft, tok, rates)  # fmt: skip
+                        mark, ttft, tok, rates, cached)  # fmt: skip
         else:
             self._serve(proc, res, server, head, fcode, lat, eff.timeout_s, 0, 0, 0.0, mark)
+
+    def _prefixes(self, proc: Proc, eff: CallModel, tin: int) -> list[Prefix]:
+        """The cacheable prefixes a call of `tin` input tokens sends: the system prompt, and,
+        unless it classifies, this request's conversation (its whole prompt is the prefix of
+        the request's next call to the model)."""
+        out: list[Prefix] = []
+        sys = self.system_tokens
+        if sys:
+            out.append((SYSTEM, min(sys, tin)))
+        if eff.purpose != "classify":
+            out.append((("request", proc.rid), tin))
+        return out
+
+    def _loops(self, proc: Proc, m: int) -> bool:
+        """Whether model m, its planned steps done, keeps calling the last tool (tape roll)."""
+        rate = self.loop_rate[m]
+        loop_u = self.tape.loop_u
+        return bool(rate and proc.plan and loop_u is not None and loop_u.item(proc.rid, m) < rate)
 
     def _answer(
         self,
@@ -265,7 +302,10 @@ class Calls(Servers, Scoring):
             else:
                 out = max(1, round(base * STEP_OUTPUT_SHARE))
                 res.confidence = 1.0
-                self._propose(res, proc.plan[proc.step], m, args_u, proc.evasive)
+                if proc.step < len(proc.plan):
+                    self._propose(res, proc.plan[proc.step], m, args_u, proc.evasive)
+                else:  # a tool loop: the last planned call again, same arguments
+                    self._propose(res, proc.plan[-1], m, 1.0, proc.evasive)
             if proc.saw_injection and tape.inject_u.item(rid, m) < self.inject[m]:
                 tool, args = self._realise(proc, self.ec.injected_action, injected=True)
                 res.proposed_actions += ((tool, args),)

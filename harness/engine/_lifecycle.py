@@ -209,7 +209,7 @@ class Engine(Calls):
                 end = now + eff.seconds  # type: ignore[union-attr]
                 reason = self.name_code(eff.reason)  # type: ignore[union-attr]
                 self.spans.emit((proc.rid, proc.span_index(), K_BACKOFF, reason, 0, 0, 0, now, end,
-                                 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN))  # fmt: skip
+                                 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN, 0))  # fmt: skip
                 self._push(end, RESUME, proc, Tick(end))
                 return False
             if tp is Handoff:
@@ -238,7 +238,7 @@ class Engine(Calls):
             proc.rid, proc.span_index(), kind, self.name_code(note.name), 0, 0, 0, now, now, 0.0,
             REJECTED if kind == K_BREAKER else 0, 0, 0, 0, 0.0, 0,
             self.codes["detail"](note.detail), STAGE[note.stage], guards, int(note.caught),
-            int(note.acted), 0, NAN,
+            int(note.acted), 0, NAN, 0,
         ))  # fmt: skip
 
     def _delivered(self, proc: Proc, res: ModelResult, end: float) -> None:
@@ -290,6 +290,7 @@ class Engine(Calls):
         tr.cost_usd[rid] = proc.cost
         tr.input_tokens[rid] = proc.in_tok
         tr.output_tokens[rid] = proc.out_tok
+        tr.cached_input_tokens[rid] = proc.cached
         tr.model_calls[rid] = proc.mcalls
         tr.tool_calls[rid] = proc.tcalls
         if answered is not None:

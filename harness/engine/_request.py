@@ -13,10 +13,10 @@ from harness.stack._effects import Handler
 class Proc:
     """One request in flight."""
 
-    __slots__ = ("actions", "answers", "asked", "calls", "cls", "cost", "customer_pii", "evasive",
-                 "gen", "in_tok", "injected", "input_pii", "mcalls", "nspan", "out_tok", "penalty",
-                 "plan", "prevented", "rid", "right", "right_tier", "saw_injection", "step",
-                 "tcalls", "violations")  # fmt: skip
+    __slots__ = ("actions", "answers", "asked", "cached", "calls", "cls", "cost", "customer_pii",
+                 "evasive", "gen", "in_tok", "injected", "input_pii", "mcalls", "nspan", "out_tok",
+                 "penalty", "plan", "prevented", "rid", "right", "right_tier", "saw_injection",
+                 "step", "tcalls", "violations")  # fmt: skip
 
     def __init__(
         self,
@@ -48,6 +48,7 @@ class Proc:
         self.nspan = 0
         self.in_tok = 0
         self.out_tok = 0
+        self.cached = 0  # input tokens read from prompt caches
         self.cost = 0.0
         self.penalty = 0.0
         self.mcalls = 0

@@ -76,4 +76,4 @@ class Scoring:
                 now = self.now
                 self.spans.emit((proc.rid, proc.span_index(), K_RESPOND, self.name_code(stage),
                                  0, 0, 0, now, now, 0.0, 0, 0, 0, 0, 0.0, 0, 0, mark[0], 0, 0, 0,
-                                 mark[1], NAN))  # fmt: skip
+                                 mark[1], NAN, 0))  # fmt: skip

@@ -60,7 +60,7 @@ class Server:
 class Call:
     """A model or tool call waiting for, or holding, server capacity."""
 
-    __slots__ = ("cost", "done", "fault", "head", "in_tok", "issue_s", "mark", "out_tok",
+    __slots__ = ("cached", "cost", "done", "fault", "head", "in_tok", "issue_s", "mark", "out_tok",
                  "per_token_s", "proc", "rates", "result", "server", "service_s", "timeout_s",
                  "ttft_s")  # fmt: skip
 
@@ -89,6 +89,7 @@ class Call:
         self.in_tok = 0
         self.out_tok = 0
         self.cost = 0.0
+        self.cached = 0  # input tokens read from the model's prompt cache
         self.done = False
         self.per_token_s = NAN  # token-aware: seconds per output token (NaN: plain latency)
         self.rates: tuple[float, float, float] | None = None  # billed if cut off: USD per
@@ -140,10 +141,12 @@ class Servers(Kernel):
         ttft: float = NAN,
         per_token: float = NAN,
         rates: tuple[float, float, float] | None = None,
+        cached: int = 0,
     ) -> None:
         """Serve a call now if a slot is free (the common, fast path), else queue it.
 
-        `per_token` and `rates` bill a model call its caller gives up on (see `Call`).
+        `per_token` and `rates` bill a model call its caller gives up on (see `Call`);
+        `cached` is how many of its `tin` input tokens came from the prompt cache.
         """
         now = self.now
         if server.busy < server.capacity and service <= timeout:
@@ -154,9 +157,11 @@ class Servers(Kernel):
             proc.in_tok += tin
             proc.out_tok += tout
             proc.cost += cost
+            proc.cached += cached
             rows = self.spans.rows  # inline `spans.emit`, as `_push` below
             rows.append((*head, now, end, 0.0, STATUS[res.status], res.http_status, tin, tout,
-                         cost, fault, 0, mark[0], 0, 0, 0, mark[1], now + ttft))  # fmt: skip
+                         cost, fault, 0, mark[0], 0, 0, 0, mark[1], now + ttft,
+                         cached))  # fmt: skip
             if len(rows) >= CHUNK:
                 self.spans.flush()
             if type(res) is ModelResult:
@@ -169,6 +174,7 @@ class Servers(Kernel):
         call.in_tok, call.out_tok, call.cost = tin, tout, cost
         call.mark = mark
         call.per_token_s, call.rates = per_token, rates
+        call.cached = cached
         if server.busy < server.capacity:
             server.busy += 1
             self._start(call)
@@ -200,10 +206,11 @@ class Servers(Kernel):
         proc.in_tok += call.in_tok
         proc.out_tok += call.out_tok
         proc.cost += call.cost
+        proc.cached += call.cached
         mark = call.mark
         self.spans.emit((*call.head, issue, end, now - issue, STATUS[res.status], res.http_status,
                          call.in_tok, call.out_tok, call.cost, call.fault, 0, mark[0], 0, 0, 0,
-                         mark[1], first))  # fmt: skip
+                         mark[1], first, call.cached))  # fmt: skip
         if type(res) is ModelResult:
             res.ttft_s = first - issue
             self._delivered(proc, res, end)
@@ -265,12 +272,13 @@ class Servers(Kernel):
             proc.cost += cost
         if isinstance(res, ModelResult):
             res.input_tokens, res.output_tokens = tin, tout
+            res.cached_input_tokens = 0  # a call given up on is billed at the full input price
             res.proposed_actions = ()
             res.proposed_tool = ""
         mark = call.mark
         self.spans.emit((*call.head, call.issue_s, at, queued, STATUS[TIMEOUT], 0, tin, tout, cost,
                          call.fault, 0, mark[0], 0, 0, 0, mark[1],
-                         first if first < at else NAN))  # fmt: skip
+                         first if first < at else NAN, 0))  # fmt: skip
 
     def _fail_now(
         self,
@@ -291,5 +299,5 @@ class Servers(Kernel):
         res.now = end
         res.latency_s = end - now
         self.spans.emit((*head, now, end, 0.0, STATUS[res.status], res.http_status, 0, 0, 0.0,
-                         fault, 0, mark[0], 0, 0, 0, mark[1], NAN))  # fmt: skip
+                         fault, 0, mark[0], 0, 0, 0, mark[1], NAN, 0))  # fmt: skip
         self._push(end, RESUME, proc, res)

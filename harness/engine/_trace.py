@@ -60,9 +60,11 @@ SPAN_FIELDS: tuple[tuple[str, str], ...] = (
     ("acted", "b"),
     ("violation", "b"),
     ("first_token_s", "d"),
+    ("cache_read", "q"),
 )
 """Span row layout: (column, array typecode). Strings are codes into `Trace.codes`.
-`first_token_s` is the virtual time the first output token arrived (NaN: no token)."""
+`first_token_s` is the virtual time the first output token arrived (NaN: no token);
+`cache_read` the input tokens a model call read from its prompt cache."""
 
 CHUNK = 1 << 16
 """Span rows buffered as tuples before they are packed."""
@@ -151,6 +153,7 @@ class Trace:
     cost_usd: np.ndarray
     input_tokens: np.ndarray
     output_tokens: np.ndarray
+    cached_input_tokens: np.ndarray  # input tokens read from prompt caches
     model_calls: np.ndarray
     tool_calls: np.ndarray
     violations: np.ndarray
@@ -187,6 +190,7 @@ class Trace:
             cost_usd=np.zeros(n),
             input_tokens=np.zeros(n, np.int64),
             output_tokens=np.zeros(n, np.int64),
+            cached_input_tokens=np.zeros(n, np.int64),
             model_calls=np.zeros(n, np.int16),
             tool_calls=np.zeros(n, np.int16),
             violations=np.zeros(n, np.int16),

@@ -142,7 +142,8 @@ class LiveDriver(Engine):
                     await asyncio.sleep(eff.seconds)
                 end = now + eff.seconds
                 self.spans.emit((i, proc.span_index(), 5, self.name_code(eff.reason), 0, 0, 0, now,
-                                 end, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN))  # fmt: skip
+                                 end, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN,
+                                 0))  # fmt: skip
                 now = end
                 outcome = Tick(now)
             elif isinstance(eff, Note):
@@ -245,7 +246,7 @@ class LiveDriver(Engine):
         self.spans.emit((proc.rid, proc.span_index(), K_CHAT, self.name_code(purpose),
                          self.model_target[m], self.model_tier[m], k, now, now + latency, 0.0,
                          STATUS[res.status], res.http_status, tin, tout, cost, fcode, 0, 0, 0, 0,
-                         0, 0, now + latency if answered else NAN))  # fmt: skip
+                         0, 0, now + latency if answered else NAN, 0))  # fmt: skip
         self._delivered(proc, res, now + latency)
         return res
 
@@ -291,7 +292,7 @@ class LiveDriver(Engine):
         kind = K_RETRIEVAL if self.tool_retrieval[t] else K_TOOL
         self.spans.emit((proc.rid, proc.span_index(), kind, self.tool_name[t],
                          self.tool_target[t], 0, k, now, res.now, 0.0, STATUS[res.status],
-                         res.http_status, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN))  # fmt: skip
+                         res.http_status, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN, 0))  # fmt: skip
         return res
 
     # ------------------------------------------------------------------ HTTP and faults

@@ -264,6 +264,29 @@ class RateLimit(Strict):
     """Bucket size; defaults to one second of calls."""
 
 
+class Cache(Strict):
+    """Prompt caching at the provider: a prompt's prefix seen recently is read from a cache.
+
+    Prefixes are the stack's system prompt (`stack.system_prompt_tokens`, shared by every
+    call) and, within a request, the conversation sent before to the same model (each agent-
+    loop call resends the previous context). A call reads the longest live prefix; hit rates
+    follow from the traffic (shared prefixes, time between calls against `ttl_s`), not from a
+    probability. Cached tokens stay in the input tokens (`gen_ai.usage.input_tokens`).
+    """
+
+    enabled: bool = True
+    """Cache prompt prefixes of this model."""
+    cached_input_per_mtok: NonNegFloat | None = None
+    """Price of a million cached prompt tokens; None = a tenth of `price.input_per_mtok`."""
+    prefill_saving: Probability = 1.0
+    """Share of the prefill time (`latency.per_input_token`) saved on a cached token. A model
+    with plain (total) latency has no prefill part: caching changes its cost only."""
+    min_prefix_tokens: Annotated[int, Field(ge=1)] = 1024
+    """Shortest prefix the provider caches (OpenAI and Anthropic: 1024)."""
+    ttl_s: PositiveFloat = 300.0
+    """A prefix not read or written for this long is evicted (each use renews it)."""
+
+
 class Model(Strict):
     """A model endpoint: tier, latency, price, quality per task class, calibration, capacity."""
 
@@ -319,6 +342,12 @@ class Model(Strict):
     on_context_exceed: Literal["error", "truncate"] = "error"
     """`error`: HTTP 400 at once; `truncate`: the input is cut to the window (billed as such)
     and the chance of a right answer scales by context_window / input tokens."""
+    cache: Cache | None = None
+    """Prompt caching (see `Cache`); None = every prompt token is billed and prefilled."""
+    tool_loop_rate: Probability = 0.0
+    """Chance per request that, its planned tool steps done, the model keeps proposing the
+    same tool call (same arguments) instead of answering; a request without tool steps never
+    loops. The stack's `budgets.stop_on_repeat` or `budgets.max_steps` ends the loop."""
 
 
 class Tool(Strict):
@@ -531,6 +560,12 @@ class Budgets(Strict):
     """max_tokens of each call; an answer cut short fails with budget_exhausted."""
     max_steps: Annotated[int, Field(ge=0)] = 8
     """Cap on ReAct tool steps; more needed ends the request with budget_exhausted."""
+    stop_on_repeat: bool = True
+    """Planner stop condition: a proposed tool call identical (tool and arguments) to the one
+    just run makes no progress; it is not run and the loop ends as `on_repeat` says."""
+    on_repeat: Literal["answer", "budget_exhausted"] = "answer"
+    """`answer`: ask the same model to answer without tools (purpose `answer`);
+    `budget_exhausted`: end the request."""
 
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -606,6 +641,9 @@ class Stack(Strict):
     """Timeouts and deadline."""
     budgets: Budgets = Budgets()
     """Token budgets and step cap."""
+    system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
+    """Tokens of the system prompt every model call carries (counted in its input tokens);
+    a prefix a model's `cache` can hold."""
     factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
     """Your own stack: `module:function` returning an object with `handle(request)` that
     speaks the effect protocol (harness.stack); None runs the reference stack."""

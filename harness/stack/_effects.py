@@ -39,7 +39,9 @@ class CallModel:
         tool: str | None = None,
     ) -> None:
         self.model = model
-        self.purpose = purpose  # "classify" | "step" | "repair" | "answer"
+        self.purpose = purpose  # "classify" | "agent" | "repair" | "answer"
+        # "agent"/"repair": the model may call a tool or answer; "answer": no tools (the
+        # request's tool_choice is none), the model answers from what it has
         self.input_tokens = input_tokens
         self.timeout_s = timeout_s
         self.max_output_tokens = max_output_tokens
@@ -137,6 +139,7 @@ class ModelResult:
 
     input_tokens = 0
     output_tokens = 0
+    cached_input_tokens = 0  # of input_tokens, those read from the provider's prompt cache
     confidence = 0.0
     predicted_class: str | None = None
     http_status = 200

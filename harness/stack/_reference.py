@@ -18,6 +18,7 @@ and jitter from `RequestInfo.jitter`, both supplied by the driver.
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
@@ -72,6 +73,11 @@ class RetryBudget:
             return False
         self._retries.append(now)
         return True
+
+
+def _call_key(tool: str, args: Mapping[str, Any] | None) -> str:
+    """A tool call as a string, equal for the same tool with the same arguments."""
+    return tool + json.dumps(args, sort_keys=True, default=str)
 
 
 class _Request:
@@ -137,6 +143,7 @@ class ReferenceStack:
         self.deadline_s = st.timeouts.request_deadline_ms / 1000.0
         self.request_tokens = st.budgets.request_tokens
         self.step_tokens = st.budgets.step_output_tokens
+        self.system_tokens = st.system_prompt_tokens
         pol = suite.policies
         self.policy = pol
         self.enforce = pol.enforce
@@ -221,10 +228,12 @@ class ReferenceStack:
         threshold = self.cfg.escalation.confidence_threshold
         failed: set[int] = set(range(1, len(self.tiers))) if downgraded else set()
         steps = repairs = 0
+        last_call = ""  # the tool call just run, as `_call_key` (stop_on_repeat)
+        force = False  # the stop condition asked for an answer without tools
         while True:
+            purpose = "answer" if force else "repair" if repairs else "agent"
             res = yield from self._tier_call(
-                r, tier_index, "repair" if repairs else "agent", context, max_retries,
-                degraded, walk=False, prompt=text,
+                r, tier_index, purpose, context, max_retries, degraded, walk=False, prompt=text,
             )  # fmt: skip
             if isinstance(res, str):
                 failed.add(tier_index)
@@ -237,6 +246,7 @@ class ReferenceStack:
             tier = self.tiers[tier_index]
             if not res.proposed_tool:  # an answer
                 repairs = 0
+                force = False
                 if res.truncated:
                     return (yield from self._fail("budget_exhausted", route, r, text))
                 up = self._higher(tier_index, failed)
@@ -250,6 +260,13 @@ class ReferenceStack:
                 if isinstance(ok, Final):
                     return ok
             context += res.output_tokens
+            call = _call_key(res.proposed_tool, res.tool_args) if budgets.stop_on_repeat else ""
+            if call and call == last_call:  # no progress: the call just run, proposed again
+                yield Note("policy_check", "tool_loop", res.proposed_tool, True, True)
+                if budgets.on_repeat == "budget_exhausted":
+                    return (yield from self._fail("budget_exhausted", route, r, text))
+                force = True
+                continue
             if steps >= budgets.max_steps:  # the model wants more steps than the cap allows
                 return (yield from self._fail("budget_exhausted", route, r, text))
             problem = self._args_problem(res.proposed_tool, res.tool_args)
@@ -268,6 +285,7 @@ class ReferenceStack:
             if tres is None:
                 return (yield from self._fail("error", route, r, text))
             steps += 1
+            last_call = call
             r.untrusted = True
             context += tres.result_tokens
             if tres.degraded and not degraded:  # empty or stale retrieval: the route decides
@@ -480,6 +498,7 @@ class ReferenceStack:
         tool: str | None,
     ) -> Generator[Effect, Outcome, ModelResult | str]:
         """One logical call: token budget, deadline and breaker checks, retries with backoff."""
+        input_tokens += self.system_tokens  # every call carries the system prompt
         budget_tokens = self.request_tokens
         reserve = self.step_tokens or 0
         breaker = self.breakers.get(name)

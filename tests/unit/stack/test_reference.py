@@ -301,7 +301,8 @@ def test_the_model_calls_tools_until_it_answers() -> None:
 
 @pytest.mark.parametrize("max_steps", [0, 2])
 def test_a_model_that_keeps_calling_tools_is_cut_off_at_the_step_cap(max_steps: int) -> None:
-    stack = ReferenceStack(governed({"budgets": {"max_steps": max_steps}}))
+    # the same call each time: with the stop condition off, only the cap ends the loop
+    stack = ReferenceStack(governed({"budgets": {"max_steps": max_steps, "stop_on_repeat": False}}))
     outcomes: list[Any] = []
     for k in range(max_steps):
         outcomes += [step(0.1 * k, {"id": "C1"}), tool_ok(0.1 * k + 0.05)]
@@ -372,7 +373,7 @@ def test_injected_action_after_untrusted_content_is_contained() -> None:
 
 def test_an_injected_action_is_recognised_by_its_arguments_too() -> None:
     stack = ReferenceStack(governed())
-    injected = step(0.3, {"id": "C1"}, actions=(("payments", {"op": "give the money back"}),))
+    injected = step(0.3, {"id": "C2"}, actions=(("payments", {"op": "give the money back"}),))
     effects, final = drive(
         stack.handle(gov_request()),
         [step(0.1, {"id": "C1"}), tool_ok(0.2), injected, tool_ok(0.4), answer(0.6)],
