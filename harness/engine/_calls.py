@@ -235,14 +235,21 @@ class Calls(Servers, Scoring):
     def _prefixes(self, proc: Proc, eff: CallModel, tin: int) -> list[Prefix]:
         """The cacheable prefixes a call of `tin` input tokens sends: the system prompt, and,
         unless it classifies, this request's conversation (its whole prompt is the prefix of
-        the request's next call to the model)."""
+        the request's next call to the model) and its session's (the next turn's prefix)."""
         out: list[Prefix] = []
         sys = self.system_tokens
         if sys:
             out.append((SYSTEM, min(sys, tin)))
         if eff.purpose != "classify":
             out.append((("request", proc.rid), tin))
+            session = self.metadata(proc.rid).get("session")
+            if session:  # a turn resends the conversation of the session's earlier turns
+                out.append((("session", session), tin))
         return out
+
+    def metadata(self, i: int) -> dict[str, str]:
+        """What request i carries besides its text (the lifecycle knows; see `Engine`)."""
+        return {}
 
     def _loops(self, proc: Proc, m: int) -> bool:
         """Whether model m, its planned steps done, keeps calling the last tool (tape roll)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,3 +149,16 @@ def test_the_cache_reads_the_longest_live_prefix_and_renews_it() -> None:
     assert cache.read(5.0, [("b", 400)]) == 400  # a shorter prompt reads what it shares
     assert cache.read(11.5, [("a", 200)]) == 0  # `a` last used at 1.0: expired
     assert cache.read(11.5, [("b", 900)]) == 900  # `b` renewed at 5.0
+
+
+def test_a_session_turn_reads_the_conversation_of_its_earlier_turns(tmp_path: Path) -> None:
+    rows = [(0.0, 1500, "a"), (1.0, 1200, "b"), (5.0, 2600, "a"), (9.0, 3700, "a")]
+    path = tmp_path / "log.csv"
+    lines = ["ts,inp,sid", *(f"{t},{i},{s}" for t, i, s in rows)]
+    path.write_text("\n".join(lines) + "\n")
+    columns = {"timestamp": "ts", "input_tokens": "inp", "session": "sid"}
+    log = {"path": str(path), "columns": columns}
+    suite = cache_suite(stack__system_prompt_tokens=0, traffic__log=log)
+    chat, _ = chat_spans(suite)
+    # session a: each turn reads the previous turn's prompt; b has no earlier turn
+    assert chat["gen_ai.usage.cache_read.input_tokens"].tolist() == [0, 0, 1500, 2600]
