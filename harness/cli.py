@@ -607,7 +607,7 @@ def _write_run(
     """The run directory, atomically: tables, manifest and (optionally) the report."""
     from harness.report import plot_files, run_markdown
     from harness.run import manifest
-    from harness.storage import REQUESTS, SPANS, SUMMARY, write_run
+    from harness.storage import REQUESTS, SESSIONS, SPANS, SUMMARY, write_run
 
     man = manifest(loaded, result, rid, ["evalx", *sys.argv[1:]], thresholds)
     extra: dict[str, str | bytes] = {}
@@ -615,7 +615,8 @@ def _write_run(
         plots = plot_files(result.requests.to_pandas(), man)
         extra = {**plots, "report.md": run_markdown(result.summary.to_pandas(), man,
                                                     {n: n for n in plots})}  # fmt: skip
-    tables = {REQUESTS: result.requests, SPANS: result.spans, SUMMARY: result.summary}
+    tables = {REQUESTS: result.requests, SPANS: result.spans, SUMMARY: result.summary,
+              SESSIONS: result.sessions}  # fmt: skip
     write_run(target, tables, man, extra)
 
 

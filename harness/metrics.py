@@ -62,6 +62,13 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
         Column(f"prevented_{k}", "int64", f"Prevented violations of kind {k}.")
         for k in VIOLATION_KINDS
     ),
+    Column("sessions", "int64", "Sessions (sessions.parquet rows); `all` row only, else null."),
+    Column(
+        "session_success_rate", "float64", "Share of sessions whose every turn succeeded (`all`)."
+    ),
+    Column("abandon_rate", "float64", "Share of sessions the user left after a failure (`all`)."),
+    Column("turns_per_session", "float64", "Mean turns that arrived per session (`all`)."),
+    Column("cost_per_session_usd", "float64", "Mean cost per session (`all`)."),
 )
 
 
@@ -207,15 +214,44 @@ NEEDED = ("request_id", "route", "latency_ms", "success", "cost_usd", "outcome",
 """Request columns the summary reads."""
 
 
-def summary_table(requests: pa.Table, spans: pa.Table | None = None) -> pa.Table:
-    """The summary of a run's tables, as an Arrow table with the documented schema."""
+def session_metrics(sessions: pa.Table) -> dict[str, float]:
+    """The session columns of the `all` row, from a sessions table."""
+    n = sessions.num_rows
+    if n == 0:
+        return {}
+
+    def mean(name: str) -> float:
+        return float(sessions.column(name).to_numpy().mean())
+
+    return {
+        "sessions": n,
+        "session_success_rate": mean("all_success"),
+        "abandon_rate": mean("abandoned"),
+        "turns_per_session": mean("turns"),
+        "cost_per_session_usd": mean("cost_usd"),
+    }
+
+
+def summary_table(
+    requests: pa.Table, spans: pa.Table | None = None, sessions: pa.Table | None = None
+) -> pa.Table:
+    """The summary of a run's tables, as an Arrow table with the documented schema.
+
+    `sessions` (sessions.parquet) fills the session columns; None: built from `requests`
+    (without a run's plan, so no session counts as abandoned).
+    """
     import pyarrow as pa
 
-    from harness.records import schema
+    from harness.records import schema, sessions_table
 
     sch = schema(SUMMARY_COLUMNS)
     optional = [c for c in ("ttft_ms", "escalation_harm") if c in requests.column_names]
     needed = [*NEEDED, *optional]
     df = requests.select(needed).to_pandas()
     marks = violation_marks(spans) if spans is not None else None
-    return pa.Table.from_pandas(summarize(df, marks), schema=sch, preserve_index=False)
+    out = summarize(df, marks)
+    if "session_id" in requests.column_names:
+        per = session_metrics(sessions if sessions is not None else sessions_table(requests))
+        for name, value in per.items():
+            out.loc[out["route"] == ALL, name] = value
+    return pa.Table.from_pandas(out, schema=sch, preserve_index=False)

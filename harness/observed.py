@@ -165,6 +165,8 @@ def observed_tables(calls: pa.Table, prices: Prices = Prices()) -> dict[str, pa.
             "cost_usd": cost,
             "input_tokens": tin,
             "output_tokens": tout,
+            "session_id": ids,  # each observed call is a session of its own
+            "turn": 0,
         },
         n,
     )

@@ -104,6 +104,13 @@ REQUEST_COLUMNS: tuple[Column, ...] = (
     Column("evasive", "bool", "Edge case: its edge cases were written to escape the detectors."),
     Column("phase", "string", "Fault windows and spikes active at arrival ('baseline' if none)."),
     Column(
+        "session_id",
+        "int64",
+        "Session (conversation) of the request, numbered by first turn; without sessions each "
+        "request is its own session (session_id = request_id).",
+    ),
+    Column("turn", "int16", "Turn within the session, from 0 (0 without sessions)."),
+    Column(
         "prompt", "string", "The user's text after input redaction; '' unless retention allows."
     ),
     Column("answer", "string", "The answer after output redaction; '' unless retention allows."),
@@ -177,13 +184,19 @@ def schema(columns: tuple[Column, ...]) -> pa.Schema:
 
 
 def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Table:
-    """One row per request, in request-id order."""
+    """One row per request, in request-id order.
+
+    With closed-loop sessions arrivals are the run's (`Trace.arrival_s`), and turns that
+    never came (their user left) have no row, so request ids have gaps.
+    """
     codes = trace.codes
     outcomes = trace.outcomes
+    arrival = arrivals(trace, requests)
+    plan = requests.sessions
 
     def columns() -> Iterator[np.ndarray]:
         yield np.arange(trace.n, dtype=np.int64)
-        yield requests.arrival_s
+        yield arrival
         yield np.asarray(requests.class_names, dtype=object)[requests.task_class]
         tenant = requests.extra.get("tenant")
         yield tenant if tenant is not None else np.full(trace.n, "", dtype=object)
@@ -192,8 +205,8 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield codes["tiers_tried"].decode(trace.tiers_tried)
         yield np.asarray(outcomes, dtype=object)[trace.outcome]
         yield trace.success
-        yield (trace.end_s - requests.arrival_s) * 1000.0
-        yield (trace.first_token_s - requests.arrival_s) * 1000.0
+        yield (trace.end_s - arrival) * 1000.0
+        yield (trace.first_token_s - arrival) * 1000.0
         yield trace.cost_usd
         yield trace.input_tokens
         yield trace.output_tokens
@@ -217,12 +230,19 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield requests.high_impact
         yield requests.evasive
         yield phase
+        yield np.arange(trace.n, dtype=np.int64) if plan is None else plan.session
+        yield np.zeros(trace.n, dtype=np.int16) if plan is None else plan.turn
         empty = np.full(trace.n, "", dtype=object)
         yield np.asarray(trace.prompt, dtype=object) if trace.prompt is not None else empty
         yield np.asarray(trace.answer, dtype=object) if trace.answer is not None else empty
 
-    table = _table(columns(), REQUEST_COLUMNS)
-    return _with_log_columns(table, requests)
+    table = _with_log_columns(_table(columns(), REQUEST_COLUMNS), requests)
+    return table if trace.arrival_s is None else table.filter(~np.isnan(arrival))
+
+
+def arrivals(trace: Trace, requests: Requests) -> np.ndarray:
+    """When each request arrived: sampled, or decided by the run (closed-loop sessions)."""
+    return requests.arrival_s if trace.arrival_s is None else trace.arrival_s
 
 
 LOG_COLUMNS: tuple[Column, ...] = (
@@ -331,3 +351,58 @@ def markdown(tables: dict[str, tuple[Column, ...]]) -> str:
         parts.extend(f"| `{c.name}` | {c.type} | {c.doc} |" for c in columns)
         parts.append("")
     return "\n".join(parts)
+
+
+SESSION_COLUMNS: tuple[Column, ...] = (
+    Column("session_id", "int64", "Session (requests.parquet `session_id`)."),
+    Column("tenant", "string", "Tenant of the session's first turn ('' without tenants)."),
+    Column("turns", "int64", "Turns that arrived (each has a row in requests.parquet)."),
+    Column("planned_turns", "int64", "Turns the session was to have (after the run's cap)."),
+    Column("abandoned", "bool", "The user left after a failed turn, before the planned turns."),
+    Column("all_success", "bool", "Every planned turn arrived and succeeded."),
+    Column("successes", "int64", "Turns that succeeded."),
+    Column("input_tokens", "int64", "Prompt tokens over the session's billed model calls."),
+    Column("output_tokens", "int64", "Completion tokens over the session's billed model calls."),
+    Column("cost_usd", "float64", "Cost of every turn (sum of requests.parquet `cost_usd`)."),
+    Column("first_arrival_s", "float64", "Arrival of the first turn, seconds of virtual time."),
+    Column("last_end_s", "float64", "Final verdict of the last turn, seconds of virtual time."),
+)
+"""sessions.parquet: one row per session, by session id, built from requests.parquet."""
+
+
+def sessions_table(requests: pa.Table, planned: np.ndarray | None = None) -> pa.Table:
+    """One row per session of a requests table (`session_id` groups its rows).
+
+    `planned` gives, by request id, the turns its session was to have (`SessionPlan.planned`);
+    None: every session had the turns it shows (no abandonment to detect).
+    """
+    import pyarrow as pa
+
+    cols = ["request_id", "session_id", "tenant", "success", "input_tokens", "output_tokens",
+            "cost_usd", "arrival_s", "latency_ms"]  # fmt: skip
+    df = requests.select([c for c in cols if c in requests.column_names]).to_pandas()
+    df["end_s"] = df["arrival_s"] + df["latency_ms"] / 1000.0
+    if "tenant" not in df:
+        df["tenant"] = ""
+    out = (
+        df.groupby("session_id", sort=True)
+        .agg(
+            tenant=("tenant", "first"),
+            turns=("success", "size"),
+            first_request=("request_id", "min"),
+            successes=("success", "sum"),
+            input_tokens=("input_tokens", "sum"),
+            output_tokens=("output_tokens", "sum"),
+            cost_usd=("cost_usd", "sum"),
+            first_arrival_s=("arrival_s", "min"),
+            last_end_s=("end_s", "max"),
+        )
+        .reset_index()
+    )
+    turns = out["turns"].to_numpy()
+    first = out["first_request"].to_numpy()
+    out["planned_turns"] = turns if planned is None else planned[first]
+    out["abandoned"] = turns < out["planned_turns"].to_numpy()
+    out["all_success"] = (out["successes"].to_numpy() == turns) & ~out["abandoned"].to_numpy()
+    names = [c.name for c in SESSION_COLUMNS]
+    return pa.Table.from_pandas(out[names], schema=schema(SESSION_COLUMNS), preserve_index=False)

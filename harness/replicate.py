@@ -60,14 +60,14 @@ def run_unit(unit: Unit) -> dict[str, Any]:
 
     from harness.run import simulate
     from harness.spec import load_suite
-    from harness.storage import REQUESTS, SPANS, SUMMARY, write_run
+    from harness.storage import REQUESTS, SESSIONS, SPANS, SUMMARY, write_run
 
     loaded = load_suite(unit.path, [*unit.flags, f"seed={unit.seed}"], unit.policy)
     result = simulate(loaded.suite)
     target = part_dir(Path(unit.parts), unit.replication)
     tables = {}
     for name, table in ((REQUESTS, result.requests), (SPANS, result.spans),
-                        (SUMMARY, result.summary)):  # fmt: skip
+                        (SUMMARY, result.summary), (SESSIONS, result.sessions)):  # fmt: skip
         column = pa.array(np.full(table.num_rows, unit.replication, dtype=np.int32))
         tables[name] = table.add_column(0, "replication", column)
     if target.exists():  # a retried unit: the earlier attempt finished; replace it

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from harness.engine import Engine, SpanBuffers, Trace
 from harness.faults import phases, schedule
-from harness.records import SCHEMA_VERSION, requests_table, spans_table
+from harness.records import SCHEMA_VERSION, arrivals, requests_table, sessions_table, spans_table
 from harness.spec import Suite
 from harness.stack import make_stack
-from harness.storage import MANIFEST, REQUESTS, SPANS, SUMMARY, write_run
+from harness.storage import MANIFEST, REQUESTS, SESSIONS, SPANS, SUMMARY, write_run
 from harness.traffic import Requests, sample_requests
 from harness.world import sample_tape
 
@@ -37,6 +37,7 @@ class RunResult:
     spans: pa.Table
     summary: pa.Table
     trace: Trace
+    sessions: pa.Table
     sim_seconds: float
     wall_seconds: float
 
@@ -56,15 +57,18 @@ def tables(suite: Suite, reqs: Requests, trace: Trace, t0: float) -> RunResult:
     """The records of a finished run (simulated or live), from its trace."""
     from harness.metrics import summary_table
 
-    requests = requests_table(trace, reqs, phases(suite, reqs.arrival_s))
+    requests = requests_table(trace, reqs, phases(suite, arrivals(trace, reqs)))
     spans = spans_table(trace)
     trace.spans = SpanBuffers()  # packed into `spans`; free the buffers
-    summary = summary_table(requests, spans)
+    plan = reqs.sessions
+    sessions = sessions_table(requests, plan.planned if plan is not None else None)
+    summary = summary_table(requests, spans, sessions)
     return RunResult(
         requests=requests,
         spans=spans,
         summary=summary,
         trace=trace,
+        sessions=sessions,
         sim_seconds=float(trace.end_s.max()) if trace.n else 0.0,
         wall_seconds=time.perf_counter() - t0,
     )
@@ -117,7 +121,7 @@ def manifest(
         "policy": loaded.policy(),
         "parameters": loaded.parameters(),
         "thresholds": thresholds or [],
-        "files": [REQUESTS, SPANS, SUMMARY, MANIFEST],
+        "files": [REQUESTS, SPANS, SUMMARY, SESSIONS, MANIFEST],
     }
 
 
@@ -132,6 +136,11 @@ def write(
     """Write the run directory atomically."""
     return write_run(
         out,
-        {REQUESTS: result.requests, SPANS: result.spans, SUMMARY: result.summary},
+        {
+            REQUESTS: result.requests,
+            SPANS: result.spans,
+            SUMMARY: result.summary,
+            SESSIONS: result.sessions,
+        },
         manifest(loaded, result, rid, argv, thresholds),
     )

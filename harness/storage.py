@@ -27,6 +27,7 @@ REQUESTS, SPANS, SUMMARY, MANIFEST = (
     "summary.parquet",
     "manifest.json",
 )
+SESSIONS = "sessions.parquet"
 
 
 def write_table(table: pa.Table, path: Path) -> None:
@@ -131,10 +132,17 @@ def write_run(
 def column_reference() -> str:
     """Markdown reference of every column of every table a run writes."""
     from harness.metrics import SUMMARY_COLUMNS
-    from harness.records import LOG_COLUMNS, REQUEST_COLUMNS, SPAN_COLUMNS, markdown
+    from harness.records import (
+        LOG_COLUMNS,
+        REQUEST_COLUMNS,
+        SESSION_COLUMNS,
+        SPAN_COLUMNS,
+        markdown,
+    )
 
     return markdown({REQUESTS: REQUEST_COLUMNS, f"{REQUESTS}, replaying a log": LOG_COLUMNS,
-                     SPANS: SPAN_COLUMNS, SUMMARY: SUMMARY_COLUMNS})  # fmt: skip
+                     SPANS: SPAN_COLUMNS, SUMMARY: SUMMARY_COLUMNS,
+                     SESSIONS: SESSION_COLUMNS})  # fmt: skip
 
 
 def _write_remote(

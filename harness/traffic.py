@@ -8,12 +8,15 @@ and not on how many requests follow it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.spec import Suite, Traffic
 from harness.util import BLOCK, blocks, generator
+
+if TYPE_CHECKING:
+    from harness.sessions import SessionPlan
 
 _ARRIVALS, _MIX, _TOKENS, _LABELS, _EVASIVE = 1, 2, 3, 4, 5
 _TENANTS = 63  # own stream: adding tenants moves no other draw
@@ -23,7 +26,7 @@ _TENANTS = 63  # own stream: adding tenants moves no other draw
 class Requests:
     """Column arrays, one entry per request, in arrival order (request id = index)."""
 
-    arrival_s: np.ndarray  # float64, non-decreasing
+    arrival_s: np.ndarray  # float64, non-decreasing; NaN: a later session turn (engine-timed)
     task_class: np.ndarray  # int16 index into class_names
     class_names: tuple[str, ...]
     input_tokens: np.ndarray  # int32
@@ -39,6 +42,9 @@ class Requests:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     """A log's other columns, row-aligned: `tenant`, `session` when mapped, and every
     unmapped column as `label_<name>`. Kept in requests.parquet as they are."""
+    sessions: SessionPlan | None = None
+    """Each request's session and turn (`harness.sessions`); None: every request is a
+    session of its own."""
 
     def __len__(self) -> int:
         return int(self.arrival_s.shape[0])
@@ -107,6 +113,11 @@ def _sampled(suite: Suite) -> Requests:
         return from_log(suite)
     n = suite.traffic.requests
     draws = sample_draws(suite.traffic, suite.seed, n)
+    if suite.traffic.sessions is not None:
+        from harness.sessions import sample
+
+        arrivals, input_tokens, plan = sample(suite.traffic, suite.seed, draws)
+        return assemble(suite.traffic, arrivals, draws, input_tokens, sessions=plan)
     return assemble(suite.traffic, arrival_times(suite.traffic, suite.seed), draws)
 
 

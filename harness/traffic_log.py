@@ -77,15 +77,22 @@ def from_log(suite: Suite) -> Requests:
     for name in log.labels.column_names:
         values = log.labels.column(name).to_pylist()
         extra[f"label_{name}"] = np.asarray([values[i] for i in keep], dtype=object)
+    arrivals = np.ascontiguousarray(arrivals, dtype=np.float64)
+    sessions = None
+    if "session" in extra:  # turns of a logged session keep their logged times (open loop)
+        from harness.sessions import from_labels
+
+        sessions = from_labels(extra["session"], arrivals)
     return assemble(
         traffic,
-        np.ascontiguousarray(arrivals, dtype=np.float64),
+        arrivals,
         draws,
         input_tokens=ints("input_tokens"),
         output_tokens=ints("output_tokens"),
         texts=strings("text"),
         ids=strings("id"),
         extra=extra,
+        sessions=sessions,
     )
 
 

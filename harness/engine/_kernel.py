@@ -3,7 +3,8 @@
 Events are ordered by (time, sequence), so ties resolve in the order they were
 scheduled and a run is deterministic (SimPy orders its heap the same way). Arrivals
 come from a sorted list merged with the heap rather than being pushed, which keeps the
-heap small. The kernel knows four event kinds and what to call for each; what a
+heap small; arrivals decided during the run (a session's next turn) are ARRIVE events
+on the heap. The kernel knows five event kinds and what to call for each; what a
 request, a server or a call *is* belongs to the layers above.
 """
 
@@ -13,13 +14,14 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-RESUME, RELEASE, RESUME_RELEASE, QUEUE_TIMEOUT = 0, 1, 2, 3
+RESUME, RELEASE, RESUME_RELEASE, QUEUE_TIMEOUT, ARRIVE = 0, 1, 2, 3, 4
 """Event kinds: resume a request with an outcome; free a server slot; both at once (a
-call that completed in time); a queued call's caller gave up."""
+call that completed in time); a queued call's caller gave up; a request arrives whose
+time was decided during the run (a session's next turn)."""
 
 
 class Kernel:
-    """Virtual time (`now`) and the event heap. Subclasses supply the four handlers."""
+    """Virtual time (`now`) and the event heap. Subclasses supply the five handlers."""
 
     now: float
     _heap: list[tuple[float, int, int, Any, Any, Any]]
@@ -46,6 +48,9 @@ class Kernel:
         raise NotImplementedError
 
     def _queue_timeout(self, call: Any) -> bool:
+        raise NotImplementedError
+
+    def _arrive(self, rid: Any) -> bool:
         raise NotImplementedError
 
     def _loop(
@@ -82,8 +87,10 @@ class Kernel:
                 elif kind == RELEASE:
                     self._release(a)
                     continue
-                else:
+                elif kind == QUEUE_TIMEOUT:
                     done = self._queue_timeout(a)
+                else:
+                    done = self._arrive(a)
             else:
                 break
             if done:

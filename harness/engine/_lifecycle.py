@@ -12,10 +12,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
+from typing import Any
+
+import numpy as np
 
 from harness.content import Content
 from harness.engine._calls import Calls
-from harness.engine._kernel import RESUME
+from harness.engine._kernel import ARRIVE, RESUME
 from harness.engine._request import Proc
 from harness.engine._servers import Server
 from harness.engine._trace import (
@@ -119,6 +122,8 @@ class Engine(Calls):
         self.handoff_quality = team.quality
         self.humans: dict[int, HumanResult] = {}
         """Requests a human has taken, until their row is written."""
+        self._first_turn: tuple[list[Any], ...] = ()
+        """Closed-loop sessions: the request columns `_arrive` opens turns from."""
 
     # ------------------------------------------------------------------ the loop
 
@@ -147,12 +152,45 @@ class Engine(Calls):
             if progress is not None and done % report_every == 0:
                 progress(done)
 
-        events = self._loop(req.arrival_s.tolist(), arrive, finished)
+        plan = req.sessions
+        if plan is not None and plan.closed:  # first turns now, later turns as ARRIVE events
+            first = np.flatnonzero(plan.turn == 0)
+            ids = first.tolist()
+            self.trace.arrival_s = np.full(n, np.nan)
+            self._first_turn = (classes, steps, in_tok, prohibited, high_impact)
+
+            def arrive(i: int, t: float) -> bool:
+                return self._arrive(ids[i])
+
+            events = self._loop(req.arrival_s[first].tolist(), arrive, finished)
+        else:
+            events = self._loop(req.arrival_s.tolist(), arrive, finished)
         self.spans.flush()
         self.trace.events = events + n
         if progress is not None:
             progress(done)
         return self.trace
+
+    def _arrive(self, rid: int) -> bool:
+        """A session's turn arrives now (its time was decided by the run)."""
+        assert self.trace.arrival_s is not None
+        self.trace.arrival_s[rid] = self.now
+        classes, steps, in_tok, prohibited, high = self._first_turn
+        proc = self._open(rid, self.now, classes[rid], steps[rid], in_tok[rid], prohibited[rid],
+                          high[rid])  # fmt: skip
+        return self._advance(proc, None)
+
+    def _next_turn(self, rid: int) -> None:
+        """Closed loop: the session's next turn arrives after this answer plus the user's think
+        time, unless this was its last turn or the user leaves after a failed turn."""
+        plan = self.req.sessions
+        assert plan is not None and plan.think_s is not None and plan.abandon_u is not None
+        nxt = rid + 1
+        if nxt >= len(plan.turn) or plan.turn[nxt] == 0:
+            return
+        if not self.trace.success[rid] and plan.abandon_u[nxt] < plan.abandon:
+            return
+        self._push(self.now + float(plan.think_s[nxt]), ARRIVE, nxt)
 
     def _open(
         self, i: int, t: float, c: int, steps: int, in_tok: int, prohibited: bool, high: bool
@@ -177,7 +215,11 @@ class Engine(Calls):
     def metadata(self, i: int) -> dict[str, str]:
         """What request i carries besides its text (a log's tenant and session)."""
         extra = self.req.extra
-        return {k: str(extra[k][i]) for k in ("tenant", "session") if k in extra}
+        out: dict[str, str] = {k: str(extra[k][i]) for k in ("tenant", "session") if k in extra}
+        plan = self.req.sessions
+        if plan is not None and "session" not in out:
+            out["session"] = str(plan.session[i])
+        return out
 
     # ------------------------------------------------------------------ the stack side
 
@@ -307,3 +349,5 @@ class Engine(Calls):
         if tr.prompt is not None and tr.answer is not None:
             tr.prompt[rid] = final.prompt
             tr.answer[rid] = final.answer
+        if tr.arrival_s is not None:
+            self._next_turn(rid)

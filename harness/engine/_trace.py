@@ -168,6 +168,9 @@ class Trace:
     prompt: list[str] | None = None  # kept only when the policy's retention allows it
     answer: list[str] | None = None
     events: int = 0
+    arrival_s: np.ndarray | None = None
+    """Closed-loop sessions: when each request arrived, decided during the run (NaN: a turn
+    that never came, its user having left); None: the sampled arrivals hold."""
 
     @classmethod
     def empty(cls, n: int, outcomes: tuple[str, ...], keep_text: bool) -> Trace:

@@ -120,6 +120,48 @@ class TrafficLog(Strict):
     """Replay only the first N requests of the window."""
 
 
+class Turns(Strict):
+    """How many turns a session has: `geometric` (1, 2, ... with the given mean; a user
+    leaves after each turn with chance 1/mean) or `constant` (exactly `mean`)."""
+
+    dist: Literal["geometric", "constant"] = "geometric"
+    """Shape of the count: `geometric` or `constant`."""
+    mean: Annotated[float, Field(ge=1)] = 4.0
+    """Mean turns per session (`constant`: the count, a whole number)."""
+    max: Annotated[int, Field(ge=1)] | None = None
+    """Cap on turns per session; None = no cap."""
+
+    @model_validator(mode="after")
+    def _whole(self) -> Turns:
+        if self.dist == "constant" and self.mean != int(self.mean):
+            raise ValueError("a constant turn count must be a whole number")
+        return self
+
+
+class Sessions(Strict):
+    """Multi-turn conversations, closed loop per session.
+
+    Sessions start as the Poisson process of `rate_per_s` (with its spikes); turn k+1 of a
+    session arrives when turn k has its final answer plus a think time, so the turns of one
+    session never overlap. `traffic.requests` caps the total number of turns (the last
+    session is cut short to meet it). Each turn carries the conversation so far as input.
+    """
+
+    turns: Annotated[int, Field(ge=1)] | Turns = Turns()
+    """Turns per session: a whole number, or a distribution (`{dist: geometric, mean: 4}`)."""
+    think_time: Dist = Field(default_factory=lambda: Dist(p50_ms=20000.0, p99_ms=120000.0))
+    """The user's time between an answer and the next turn, milliseconds (any `Dist`)."""
+    context_growth: NonNegFloat = 1.0
+    """Share of each turn's prompt and answer carried into every later turn's input (1: the
+    whole conversation, 0: none)."""
+    context_window: Annotated[int, Field(ge=1)] | None = None
+    """Input tokens a turn may reach: the carried conversation is cut to its most recent
+    tokens so that prompt + carried <= window (a prompt alone is never cut); None = no cap."""
+    abandon_after_failure: Probability = 1.0
+    """Chance that the user leaves after a turn that did not succeed; its later turns never
+    arrive (and have no row)."""
+
+
 class TenantShare(Strict):
     """A tenant of synthetic traffic: the share of requests it sends."""
 
@@ -149,6 +191,9 @@ class Traffic(Strict):
     tenants: dict[str, TenantShare] = Field(default_factory=dict)
     """Tenants by name with their shares of the requests (each request draws one); empty =
     no tenants (the `tenant` column is ''). A log's `tenant` column overrides the draw."""
+    sessions: Sessions | None = None
+    """Multi-turn sessions (closed loop per session); None = every request stands alone.
+    With a `log`, sessions come from its `session` column instead (open loop)."""
 
     @model_validator(mode="after")
     def _weights_positive(self) -> Traffic:
@@ -158,6 +203,8 @@ class Traffic(Strict):
             raise ValueError("mix weights must not all be 0")
         if self.log is not None and self.file is not None:
             raise ValueError("use either `file` (a requests file) or `log` (a request log)")
+        if self.sessions is not None and (self.log is not None or self.file is not None):
+            raise ValueError("sessions are sampled; a log groups turns by its session column")
         return self
 
 
@@ -566,6 +613,12 @@ class Budgets(Strict):
     on_repeat: Literal["answer", "budget_exhausted"] = "answer"
     """`answer`: ask the same model to answer without tools (purpose `answer`);
     `budget_exhausted`: end the request."""
+    session_tokens: Annotated[int, Field(ge=1)] | None = None
+    """Tokens (input + output) one session may spend over its turns, as the stack counts
+    them; a call that could exceed it ends the turn with budget_exhausted. None = unlimited."""
+    session_usd: NonNegFloat | None = None
+    """Spend one session may reach, priced by the stack from the models' list prices; a call
+    that could exceed it ends the turn with budget_exhausted. None = unlimited."""
 
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

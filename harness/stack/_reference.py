@@ -42,6 +42,7 @@ from harness.stack._effects import (
     ToolResult,
     Wait,
 )
+from harness.stack._sessions import SessionBudgets, SessionSpend
 from harness.stack._tenants import TenantGate, TenantState
 
 _UNSEEN = object()
@@ -84,7 +85,7 @@ class _Request:
     """Mutable bookkeeping of one request inside the stack."""
 
     __slots__ = ("deadline", "escalated", "fallbacks", "jitter", "now", "overrun", "retries",
-                 "tiers", "tokens", "untrusted")  # fmt: skip
+                 "session", "tiers", "tokens", "untrusted")  # fmt: skip
 
     def __init__(self, now: float, deadline: float, jitter: Callable[[int], float]) -> None:
         self.now = now
@@ -97,6 +98,7 @@ class _Request:
         self.tiers: list[str] = []
         self.untrusted = False  # has read tool or retrieval output
         self.overrun = False  # went past the token budget with enforcement off
+        self.session: SessionSpend | None = None  # its session's spend (session budgets)
 
 
 class ReferenceStack:
@@ -143,6 +145,8 @@ class ReferenceStack:
         self.deadline_s = st.timeouts.request_deadline_ms / 1000.0
         self.request_tokens = st.budgets.request_tokens
         self.step_tokens = st.budgets.step_output_tokens
+        self.sessions = SessionBudgets.of_suite(suite)
+        """Per-session token and spend budgets, keyed by the session id a request carries."""
         self.system_tokens = st.system_prompt_tokens
         pol = suite.policies
         self.policy = pol
@@ -179,6 +183,8 @@ class ReferenceStack:
         self, request: RequestInfo, tenant: TenantState | None
     ) -> Generator[Effect, Outcome, Final]:
         r = _Request(request.arrival_s, request.arrival_s + self.deadline_s, request.jitter)
+        if self.sessions is not None:
+            r.session = self.sessions.session(request)
         downgraded = False
         if tenant is not None:  # the gateway's limits come first
             admitted = yield from self._admit(tenant, r)
@@ -515,6 +521,12 @@ class ReferenceStack:
                     r.overrun = True
                     yield Note("policy_check", "token_budget", name, True, False,
                                "budget_overrun", "budget")  # fmt: skip
+            over = r.session.refuses(name, input_tokens, reserve) if r.session else None
+            if over is not None:  # the session's budget (tokens or usd) has no room for it
+                yield Note("policy_check", "session_budget", f"{name}:{over}", True, self.enforce,
+                           "budget_overrun", "budget")  # fmt: skip
+                if self.enforce:
+                    return "budget_exhausted"
             remaining = r.deadline - r.now
             if remaining <= 0:
                 return "timeout"
@@ -534,6 +546,8 @@ class ReferenceStack:
             assert isinstance(res, ModelResult)
             r.now = res.now
             r.tokens += res.input_tokens + res.output_tokens
+            if r.session is not None:
+                r.session.charge(name, res.input_tokens, res.output_tokens)
             ok = res.status == OK
             refused = 400 <= res.http_status < 500 and res.http_status not in (408, 429)
             if breaker is not None and not refused:  # a refused request is not the model failing

@@ -34,7 +34,7 @@ from harness.engine import Engine
 from harness.errors import EvalxError, Problem, SpecError
 from harness.executor import Executor, InlineExecutor
 from harness.faults import phases, schedule
-from harness.records import requests_table
+from harness.records import arrivals, requests_table
 from harness.spec import LoadedSuite, Suite, load_suite
 from harness.spec._load import locate_key, suggest
 from harness.stack import make_stack
@@ -139,7 +139,7 @@ def _flags(loaded: LoadedSuite) -> list[str]:
 
 def _without_dynamics(suite: Suite, threshold: float) -> Suite:
     """The suite with no queues (humans' included), rate limits, breakers or retry budget,
-    always escalating."""
+    always escalating; session users never leave (screening sees every turn)."""
     data = suite.model_dump()
     for section in ("models", "tools"):
         for spec in data[section].values():
@@ -149,6 +149,8 @@ def _without_dynamics(suite: Suite, threshold: float) -> Suite:
     data["stack"]["breaker"]["enabled"] = False
     data["stack"]["retry_budget"] = None
     data["stack"]["escalation"]["confidence_threshold"] = threshold
+    if data["traffic"].get("sessions") is not None:  # every turn arrives: one row per request
+        data["traffic"]["sessions"]["abandon_after_failure"] = 0.0
     return Suite.model_validate(data)
 
 
@@ -191,7 +193,8 @@ def probe(suite: Suite) -> Probe:
     tape = sample_tape(s, reqs)
     engine = Engine(s, reqs, tape, schedule(s), make_stack(s), probe=True)
     trace = engine.run()
-    table = requests_table(trace, reqs, phases(s, reqs.arrival_s))
+    arrival = arrivals(trace, reqs)  # closed-loop sessions: the probe's own turn times
+    table = requests_table(trace, reqs, phases(s, arrival))
     human_s, human_right = tape.handoff_s, tape.handoff_u < s.handoff.quality
     del engine.tape, tape
     n = len(reqs)
@@ -222,7 +225,6 @@ def probe(suite: Suite) -> Probe:
     tokens = np.zeros(shape)
     ok = np.zeros(shape, bool)
     tier = np.zeros(shape, np.int16)
-    arrival = reqs.arrival_s
     if rows:
         order = np.argsort(rid, kind="stable")
         start = np.concatenate([[0], np.cumsum(counts)[:-1]])

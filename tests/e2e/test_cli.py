@@ -49,8 +49,9 @@ ISSUE_SUMMARY_COLUMNS = [
     "escalation_rate",
     "violations",
 ]
-FILES = {"requests.parquet", "spans.parquet", "summary.parquet", "manifest.json", "report.md",
-         "latency_cdf.png", "timeline.png", "cost.png", "paths.png"}  # fmt: skip
+FILES = {"requests.parquet", "spans.parquet", "summary.parquet", "sessions.parquet",
+         "manifest.json", "report.md", "latency_cdf.png", "timeline.png", "cost.png",
+         "paths.png"}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +193,7 @@ def test_manifest(run_dir: tuple[Path, subprocess.CompletedProcess[str]]) -> Non
     assert manifest["seed"] == 42
     assert manifest["requests"] == REQUESTS
     assert set(manifest["files"]) == {"requests.parquet", "spans.parquet", "summary.parquet",
-                                      "manifest.json"}  # fmt: skip
+                                      "sessions.parquet", "manifest.json"}  # fmt: skip
     params = manifest["parameters"]
     assert params["traffic.requests"] == {"value": REQUESTS, "source": "--set"}
     assert params["seed"] == {"value": 42, "source": "suite"}
@@ -211,7 +212,7 @@ def test_parquet_files_carry_the_schema_version(
     run_dir: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
     out, _ = run_dir
-    for name in ("requests.parquet", "spans.parquet", "summary.parquet"):
+    for name in ("requests.parquet", "spans.parquet", "summary.parquet", "sessions.parquet"):
         metadata = pq.read_schema(out / name).metadata
         assert metadata[b"evalx.schema_version"] == str(SCHEMA_VERSION).encode(), name
 
