@@ -83,7 +83,9 @@ def sample_requests(suite: Suite) -> Requests:
 
 def with_tenants(suite: Suite, requests: Requests) -> Requests:
     """`requests` with `extra["tenant"]` drawn from `traffic.tenants` (its own stream, keyed
-    by request: no other draw moves), unless they already carry one (a log's column)."""
+    by request: no other draw moves), unless they already carry one (a log's column).
+
+    A session belongs to one tenant: every turn takes its first turn's draw."""
     tenants = suite.traffic.tenants
     if not tenants or "tenant" in requests.extra:
         return requests
@@ -94,6 +96,10 @@ def with_tenants(suite: Suite, requests: Requests) -> Requests:
     for b, lo, hi in blocks(n):
         u = generator(suite.seed, _TENANTS, b).random(BLOCK)[: hi - lo]
         pick[lo:hi] = np.minimum(np.searchsorted(cdf, u, side="right"), len(weights) - 1)
+    if requests.sessions is not None:
+        session = requests.sessions.session
+        _, first = np.unique(session, return_index=True)  # sessions are numbered 0, 1, ...
+        pick = pick[first[session]]
     names = np.asarray(list(tenants), dtype=object)
     return replace(requests, extra={**requests.extra, "tenant": names[pick]})
 

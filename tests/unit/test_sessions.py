@@ -15,8 +15,10 @@ import pytest
 from harness.records import sessions_table
 from harness.run import simulate
 from harness.sessions import turn_counts
-from harness.spec import Suite, Turns
+from harness.spec import Suite, Turns, load_suite
 from harness.traffic import sample_requests
+
+ROOT = Path(__file__).resolve().parents[2]
 
 THINK_MS = 2000.0
 CALL_MS = 100.0
@@ -233,3 +235,15 @@ def test_the_sweep_probe_sees_every_turn() -> None:
     got = probe(suite)
     assert len(got.routes) >= 1
     assert got.attempts is not None
+
+
+def test_a_session_belongs_to_one_tenant() -> None:
+    suite = load_suite(ROOT / "scenarios" / "sessions.yaml").suite
+    reqs = sample_requests(suite)
+    assert reqs.sessions is not None
+    tenant = reqs.extra["tenant"]
+    by_session: dict[int, set[str]] = {}
+    for s, t in zip(reqs.sessions.session.tolist(), tenant.tolist(), strict=True):
+        by_session.setdefault(s, set()).add(t)
+    assert all(len(v) == 1 for v in by_session.values())
+    assert len({t for v in by_session.values() for t in v}) == 3
