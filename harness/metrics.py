@@ -25,7 +25,9 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
     Column("route", "string", "Route name, or 'all' for every request."),
     Column("requests", "int64", "Requests on the route."),
     Column(
-        "success_rate", "float64", "Share of requests with success (blocked counts as success)."
+        "success_rate",
+        "float64",
+        "Share of requests with success (requests.success: judged by ground truth).",
     ),
     Column("success_ci_low", "float64", "Wilson 95% interval, lower bound of success_rate."),
     Column("success_ci_high", "float64", "Wilson 95% interval, upper bound of success_rate."),

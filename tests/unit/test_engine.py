@@ -45,13 +45,18 @@ def make_suite(**over: Any) -> Suite:
             "breaker": {"enabled": False},
         },
     }
+    return Suite.model_validate(with_overrides(base, over))
+
+
+def with_overrides(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `a__b__c=value` keyword overrides set at that nested path (in place)."""
     for dotted, value in over.items():
         node = base
         *parents, leaf = dotted.split("__")
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return Suite.model_validate(base)
+    return base
 
 
 def spans(suite: Suite) -> list[tuple[Any, ...]]:

@@ -17,6 +17,7 @@ from harness.run import simulate
 from harness.sessions import turn_counts
 from harness.spec import Suite, Turns, load_suite
 from harness.traffic import sample_requests
+from tests.unit.test_engine import with_overrides
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,13 +66,7 @@ def make_suite(sessions: dict[str, Any] | None = None, **over: Any) -> Suite:
             "handoff": False,
         },
     }
-    for dotted, value in over.items():
-        node = base
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return Suite.model_validate(base)
+    return Suite.model_validate(with_overrides(base, over))
 
 
 def requests_df(suite: Suite) -> pd.DataFrame:
