@@ -2,7 +2,8 @@
 
 One row per route plus one for `all`, computed from the requests table. Percentiles
 are exact (linear interpolation between order statistics, numpy's default), success
-rates carry a Wilson 95% interval.
+rates carry a 95% interval that respects dependence in time (batch means over
+arrival-time blocks, `harness.intervals`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from harness.intervals import interval
+from harness.intervals import wilson as wilson  # re-exported: callers import it from here
 from harness.records import Column
 from harness.spec import VIOLATION_KINDS
 
@@ -29,8 +32,22 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
         "float64",
         "Share of requests with success (requests.success: judged by ground truth).",
     ),
-    Column("success_ci_low", "float64", "Wilson 95% interval, lower bound of success_rate."),
-    Column("success_ci_high", "float64", "Wilson 95% interval, upper bound of success_rate."),
+    Column(
+        "success_ci_low",
+        "float64",
+        "95% interval of success_rate, lower bound; method in ci_method (harness.intervals).",
+    ),
+    Column("success_ci_high", "float64", "95% interval of success_rate, upper bound."),
+    Column(
+        "ci_method",
+        "string",
+        "How the success interval was made: 'batch means' (t-interval on the means of "
+        "contiguous arrival-time blocks of the route's requests) or 'wilson' (fallback: "
+        "under 100 requests, or no variation between blocks).",
+    ),
+    Column(
+        "ci_block_requests", "int64", "Requests per block of the batch-means interval (1: Wilson)."
+    ),
     Column("p50_latency_ms", "float64", "Median latency, milliseconds."),
     Column("p95_latency_ms", "float64", "95th percentile latency, milliseconds."),
     Column("p99_latency_ms", "float64", "99th percentile latency, milliseconds."),
@@ -74,19 +91,6 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def wilson(successes: float, n: float, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval for a proportion; (nan, nan) when n == 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    lo = 0.0 if successes <= 0 else max(0.0, centre - half)
-    hi = 1.0 if successes >= n else min(1.0, centre + half)
-    return lo, hi
-
-
 def _ttft(df: pd.DataFrame) -> dict[str, float]:
     """p50 and p95 time to first token over requests that got an answer (NaN: none did)."""
     ttft = df["ttft_ms"].to_numpy(dtype=np.float64) if "ttft_ms" in df else np.zeros(0)
@@ -102,7 +106,10 @@ def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]
     cost = float(df["cost_usd"].sum())
     outcome = df["outcome"].to_numpy()
     p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if n else (math.nan,) * 3
-    lo, hi = wilson(succ, n)
+    ok = df["success"].to_numpy(dtype=np.float64)
+    ci = interval(
+        ok[np.argsort(df["arrival_s"].to_numpy(), kind="stable")] if "arrival_s" in df else ok
+    )
 
     def share(mask: np.ndarray) -> float:
         return float(mask.mean()) if n else math.nan
@@ -111,8 +118,10 @@ def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]
         "route": route,
         "requests": n,
         "success_rate": succ / n if n else math.nan,
-        "success_ci_low": lo,
-        "success_ci_high": hi,
+        "success_ci_low": ci.low,
+        "success_ci_high": ci.high,
+        "ci_method": ci.method,
+        "ci_block_requests": ci.block,
         "p50_latency_ms": float(p50),
         "p95_latency_ms": float(p95),
         "p99_latency_ms": float(p99),
@@ -143,6 +152,9 @@ def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]
 
 def summarize(requests: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Summary rows: one per route, sorted by name, then `all`.
+
+    The success interval reads each route's requests in `arrival_s` order when the
+    column is there, else in row order (pooled replications: one replication after another).
 
     `marks` has one row per span that let a violation through or prevented one:
     `request_id`, `violation` and `prevented` (kind names, '' where not applicable).
@@ -247,7 +259,9 @@ def summary_table(
     from harness.records import schema, sessions_table
 
     sch = schema(SUMMARY_COLUMNS)
-    optional = [c for c in ("ttft_ms", "escalation_harm") if c in requests.column_names]
+    optional = [
+        c for c in ("arrival_s", "ttft_ms", "escalation_harm") if c in requests.column_names
+    ]
     needed = [*NEEDED, *optional]
     df = requests.select(needed).to_pandas()
     marks = violation_marks(spans) if spans is not None else None

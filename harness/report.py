@@ -6,10 +6,12 @@ Only this module and `cli` import rich.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
+
+from harness.intervals import WILSON
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -30,14 +32,33 @@ def _usd(v: float) -> str:
     return "-" if math.isnan(v) else f"${v:.5f}"
 
 
+def _success_ci(row: Mapping[Hashable, Any]) -> str:
+    """A summary row's success interval in percent, starred when it is the Wilson fallback."""
+    lo, hi = float(row["success_ci_low"]), float(row["success_ci_high"])
+    if math.isnan(lo):
+        return "-"
+    star = "*" if row.get("ci_method") == WILSON else ""
+    return f"{100 * lo:.1f}-{100 * hi:.1f}{star}"
+
+
+CI_CAPTION = "* Wilson: too few requests (or no variation) for batch means"
+
+
+def _caption(summary: pd.DataFrame) -> str | None:
+    """CI_CAPTION when a row of `summary` carries the Wilson fallback."""
+    wilson_rows = "ci_method" in summary and bool((summary["ci_method"] == WILSON).any())
+    return CI_CAPTION if wilson_rows else None
+
+
 def route_table(summary: pd.DataFrame, title: str = "Per route") -> Table:
     """The summary as a rich table: one row per route, `all` last and bold."""
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(title=title, title_justify="left", header_style="bold",
+                  caption=_caption(summary), caption_justify="left")  # fmt: skip
     for name, justify in [
         ("route", "left"),
         ("requests", "right"),
         ("success", "right"),
-        ("95% CI", "right"),
+        ("95% CI (batch means)", "right"),
         ("p50 ms", "right"),
         ("p95 ms", "right"),
         ("p99 ms", "right"),
@@ -50,12 +71,11 @@ def route_table(summary: pd.DataFrame, title: str = "Per route") -> Table:
     ]:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in summary.to_dict("records"):
-        lo, hi = float(row["success_ci_low"]), float(row["success_ci_high"])
         table.add_row(
             str(row["route"]),
             f"{int(row['requests']):,}",
             _pct(float(row["success_rate"])),
-            "-" if math.isnan(lo) else f"{100 * lo:.1f}-{100 * hi:.1f}",
+            _success_ci(row),
             _ms(float(row["p50_latency_ms"])),
             _ms(float(row["p95_latency_ms"])),
             _ms(float(row["p99_latency_ms"])),
@@ -424,13 +444,12 @@ def plot_files(requests: pd.DataFrame, manifest: Mapping[str, Any]) -> dict[str,
 
 def _md_table(summary: pd.DataFrame) -> list[str]:
     lines = [
-        "| route | requests | success (95% CI) | p50 ms | p95 ms | p99 ms | cost/req | escalated |"
-        " fallback | handoff | violations | prevented |",
+        "| route | requests | success (95% CI, batch means; * Wilson) | p50 ms | p95 ms | p99 ms"
+        " | cost/req | escalated | fallback | handoff | violations | prevented |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for r in summary.to_dict("records"):
-        ci = (f"{_pct(float(r['success_rate']))} ({100 * float(r['success_ci_low']):.1f}-"
-              f"{100 * float(r['success_ci_high']):.1f})")  # fmt: skip
+        ci = f"{_pct(float(r['success_rate']))} ({_success_ci(r)})"
         name = f"**{r['route']}**" if r["route"] == "all" else str(r["route"])
         lines.append(
             f"| {name} | {int(r['requests']):,} | {ci} | {_ms(float(r['p50_latency_ms']))} | "
@@ -542,20 +561,19 @@ def run_html(
 def replications_table(stats: pd.DataFrame, pooled: pd.DataFrame) -> Table:
     """Per route: across-replication mean and 95% t-interval, next to the pooled run."""
     table = Table(title="Across replications (mean and 95% t-interval)", title_justify="left",
-                  header_style="bold")  # fmt: skip
-    for name in ("route", "replications", "success", "success CI", "pooled CI (Wilson)",
+                  header_style="bold", caption=_caption(pooled),
+                  caption_justify="left")  # fmt: skip
+    for name in ("route", "replications", "success", "success CI", "pooled CI (batch means)",
                  "p95 ms", "p95 CI", "cost/req", "cost CI"):  # fmt: skip
         table.add_column(name, justify="left" if name == "route" else "right")
     for route, g in stats.groupby("route", sort=True):
         m = {str(r["metric"]): r for r in g.to_dict("records")}
         s, p, c = m["success_rate"], m["p95_latency_ms"], m["cost_per_request_usd"]
         pool = pooled[pooled["route"] == route].to_dict("records")
-        wilson = "-" if not pool else (
-            f"{100 * float(pool[0]['success_ci_low']):.1f}-"
-            f"{100 * float(pool[0]['success_ci_high']):.1f}")  # fmt: skip
+        pooled_ci = "-" if not pool else _success_ci(pool[0])
         table.add_row(
             str(route), str(int(s["replications"])), _pct(float(s["mean"])),
-            f"{100 * float(s['ci_low']):.1f}-{100 * float(s['ci_high']):.1f}", wilson,
+            f"{100 * float(s['ci_low']):.1f}-{100 * float(s['ci_high']):.1f}", pooled_ci,
             _ms(float(p["mean"])), f"{_ms(float(p['ci_low']))}-{_ms(float(p['ci_high']))}",
             _usd(float(c["mean"])), f"{_usd(float(c['ci_low']))}-{_usd(float(c['ci_high']))}",
         )  # fmt: skip
