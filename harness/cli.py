@@ -551,7 +551,7 @@ def _replicated(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from harness.executor import UnitError
-    from harness.replicate import replicate
+    from harness.replicate import replicate, replication_warnings
     from harness.report import replications_table
     from harness.run import run_id
     from harness.spec import load_suite
@@ -582,6 +582,8 @@ def _replicated(
     console.print(f"[bold]{m['suite']}[/bold]  {m['replications']} replications "
                   f"(seeds from {m['seed']})  executor {kind}", highlight=False)  # fmt: skip
     console.print(replications_table(result["across"], result["pooled"]))
+    for warning in replication_warnings(result["across"]):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     console.print(f"run directory: {target}")
 
 

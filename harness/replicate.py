@@ -11,7 +11,6 @@ Timestamps and hosts go to the manifest only.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from collections.abc import Callable
@@ -77,22 +76,57 @@ def run_unit(unit: Unit) -> dict[str, Any]:
     return meta
 
 
+PART_TABLES = ("requests.parquet", "spans.parquet", "summary.parquet")
+
+
 def _verified(parts: Path, unit: Unit, suite_hash: str) -> bool:
-    """A part from an earlier attempt that is complete and belongs to this plan."""
+    """A part from an earlier attempt that belongs to this plan and whose files match
+    their hashes; False when there is none (or it belongs to another plan). A damaged
+    part is refused (`IntegrityError`) rather than silently run again."""
+    from harness.integrity import IntegrityError, read_manifest, verify
+
     d = part_dir(parts, unit.replication)
-    try:
-        meta = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    if not d.is_dir():
         return False
-    return (
-        meta.get("seed") == unit.seed
-        and meta.get("suite_hash") == suite_hash
-        and all((d / f).exists() for f in ("requests.parquet", "spans.parquet", "summary.parquet"))
-    )
+    try:
+        meta = read_manifest(d)
+        if meta.get("seed") != unit.seed or meta.get("suite_hash") != suite_hash:
+            return False
+        verify(d, meta, PART_TABLES)
+    except IntegrityError as err:
+        raise err.with_fix(f"remove {d} and rerun with --resume to run it again") from None
+    return True
 
 
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
-    """(mean, std, low, high): Student-t interval of a mean across replications."""
+RATE_METRICS = frozenset({"success_rate", "escalation_rate", "handoff_rate"})
+"""Shares of requests: bounded to [0, 1]; an all-zero (or all-one) series gets Wilson."""
+TAIL_METRICS = {"p95_latency_ms": 95.0, "p99_latency_ms": 99.0}
+TAIL_MIN_REPLICATIONS = 5
+"""Fewest replications for an across-replication interval on a tail percentile."""
+TAIL_MIN_EXCEEDANCES = 10.0
+"""Below this many requests per run above the percentile, a tail needs 2x the replications."""
+T = "t"
+POOLED_WILSON = "wilson (pooled, design effect)"
+POISSON = "poisson (pooled, zero count)"
+
+
+def _read_part(d: Path, name: str) -> Any:
+    """A part's table, verified and checked (`harness.integrity`)."""
+    from harness.integrity import IntegrityError, read_manifest, read_table
+
+    try:
+        return read_table(d, name, read_manifest(d))
+    except IntegrityError as err:
+        raise err.with_fix(f"remove {d} and rerun with --resume to run it again") from None
+
+
+def t_interval(
+    values: np.ndarray, level: float = 0.95, bounds: tuple[float, float] | None = None
+) -> tuple[float, float, float, float]:
+    """(mean, std, low, high): Student-t interval of a mean across replications.
+
+    `bounds` clips the interval to the metric's range (e.g. (0, 1) for a rate).
+    """
     from scipy import stats
 
     v = values[~np.isnan(values)]
@@ -103,20 +137,103 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
         return mean, math.nan, math.nan, math.nan
     std = float(v.std(ddof=1))
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1)) * std / math.sqrt(v.size)
-    return mean, std, mean - half, mean + half
+    lo, hi = mean - half, mean + half
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
+    return mean, std, lo, hi
+
+
+def design_effect(g: Any) -> float:
+    """How much wider than independent sampling a route's success interval is, squared:
+    the mean over replications of (batch-means width / Wilson width) ** 2, at least 1
+    (1 when no replication has a batch-means interval)."""
+    from harness.intervals import BATCH_MEANS, wilson
+
+    ratios = []
+    for r in g.to_dict("records"):
+        n = int(r["requests"])
+        if r.get("ci_method") != BATCH_MEANS or n <= 0:
+            continue
+        lo, hi = wilson(round(float(r["success_rate"]) * n), n)
+        if hi > lo:
+            ratios.append(
+                ((float(r["success_ci_high"]) - float(r["success_ci_low"])) / (hi - lo)) ** 2
+            )
+    return max(1.0, float(np.mean(ratios))) if ratios else 1.0
+
+
+def _pooled_rate(values: np.ndarray, requests: np.ndarray, deff: float) -> tuple[float, float]:
+    """Wilson on the pooled count of an all-0 or all-1 rate, with n shrunk by `deff`."""
+    from harness.intervals import wilson
+
+    n_eff = float(requests.sum()) / deff
+    share = float(values.mean())
+    return wilson(share * n_eff, n_eff)
 
 
 def across(summary: Any) -> Any:
-    """Across-replication statistics per route and metric, from the stacked summaries."""
+    """Across-replication statistics per route and metric, from the stacked summaries.
+
+    t-intervals clipped to the metric's range (rates to [0, 1], the rest to >= 0). A rate
+    that is 0 (or 1) in every replication gets a Wilson interval on the pooled count with
+    the requests divided by the route's design effect (`design_effect`); a count
+    (violations) that is 0 in every replication gets the exact Poisson upper bound per run
+    (3.689 / R). `method` says which; `min_replications` is how many a tail percentile
+    needs (`tail_replications`; 0 for other metrics).
+    """
     import pandas as pd
 
     rows = []
     for route, g in summary.groupby("route", sort=True):
+        deff = design_effect(g) if "success_ci_low" in g else 1.0
+        requests = g["requests"].to_numpy(dtype=np.float64)
         for metric in METRICS:
-            mean, std, lo, hi = t_interval(g[metric].to_numpy(dtype=np.float64))
+            x = g[metric].to_numpy(dtype=np.float64)
+            rate = metric in RATE_METRICS
+            mean, std, lo, hi = t_interval(x, bounds=(0.0, 1.0) if rate else (0.0, math.inf))
+            method = T
+            finite = x[~np.isnan(x)]
+            constant = finite.size > 1 and float(np.ptp(finite)) == 0.0
+            if rate and constant and float(finite[0]) in (0.0, 1.0):
+                lo, hi = _pooled_rate(finite, requests[~np.isnan(x)], deff)
+                method = POOLED_WILSON
+            elif metric == "violations" and constant and float(finite[0]) == 0.0:
+                lo, hi = 0.0, -math.log(0.025) / finite.size
+                method = POISSON
+            need = tail_replications(metric, float(np.mean(requests)))
             rows.append({"route": route, "metric": metric, "replications": len(g),
-                         "mean": mean, "std": std, "ci_low": lo, "ci_high": hi})  # fmt: skip
+                         "mean": mean, "std": std, "ci_low": lo, "ci_high": hi,
+                         "method": method, "design_effect": deff,
+                         "min_replications": need})  # fmt: skip
     return pd.DataFrame(rows)
+
+
+def tail_replications(metric: str, mean_requests: float) -> int:
+    """Fewest replications for a t-interval on `metric` across them (0: no minimum).
+
+    A run's p95/p99 is skewed when few requests lie above it, and a t-interval on R skewed
+    values under-covers: at least `TAIL_MIN_REPLICATIONS`, and twice that when a run has
+    fewer than `TAIL_MIN_EXCEEDANCES` requests above the percentile (bench/coverage.py).
+    """
+    q = TAIL_METRICS.get(metric)
+    if q is None:
+        return 0
+    above = mean_requests * (1 - q / 100)
+    return TAIL_MIN_REPLICATIONS * (2 if above < TAIL_MIN_EXCEEDANCES else 1)
+
+
+def replication_warnings(stats: Any) -> list[str]:
+    """One line per replication count that some tail interval of `stats` (`across`) needs."""
+    short = stats[stats["min_replications"] > stats["replications"]]
+    lines = []
+    for need, g in short.groupby("min_replications", sort=True):
+        pairs = zip(g["route"], g["metric"], strict=True)
+        tails = ", ".join(f"{route} p{TAIL_METRICS[m]:g}" for route, m in pairs)
+        lines.append(
+            f"{int(g['replications'].iloc[0])} replications are too few for a t-interval on "
+            f"{tails}: use --replications {int(need)} or more"
+        )
+    return lines
 
 
 def replicate(
@@ -132,7 +249,6 @@ def replicate(
 ) -> dict[str, Any]:
     """Run every replication, then reduce the parts into `out` (atomically)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from harness.records import SCHEMA_VERSION
     from harness.spec import load_suite
@@ -164,8 +280,8 @@ def replicate(
         if progress is not None:
             progress(done, replications)
     tables: dict[str, pa.Table] = {}
-    for name in ("requests.parquet", "spans.parquet", "summary.parquet"):
-        pieces = [pq.read_table(part_dir(parts, u.replication) / name) for u in units]
+    for name in PART_TABLES:
+        pieces = [_read_part(part_dir(parts, u.replication), name) for u in units]
         table = pa.concat_tables(pieces)
         tables[name] = table.replace_schema_metadata(
             {**(pieces[0].schema.metadata or {}), b"evalx.replications": str(replications).encode()}

@@ -44,6 +44,12 @@ def _success_ci(row: Mapping[Hashable, Any]) -> str:
 CI_CAPTION = "* Wilson: too few requests (or no variation) for batch means"
 
 
+POOLED_CAPTION = (
+    "† the same in every replication: Wilson on the pooled count, requests divided by the "
+    "route's design effect"
+)
+
+
 def _caption(summary: pd.DataFrame) -> str | None:
     """CI_CAPTION when a row of `summary` carries the Wilson fallback."""
     wilson_rows = "ci_method" in summary and bool((summary["ci_method"] == WILSON).any())
@@ -559,9 +565,14 @@ def run_html(
 
 
 def replications_table(stats: pd.DataFrame, pooled: pd.DataFrame) -> Table:
-    """Per route: across-replication mean and 95% t-interval, next to the pooled run."""
+    """Per route: across-replication mean and 95% t-interval, next to the pooled run.
+
+    An interval from the pooled count (a rate at 0 or 1 in every replication) is marked
+    with a dagger, explained in the caption."""
+    pooled_rows = "method" in stats and bool((stats["method"] != "t").any())
+    captions = [c for c in (_caption(pooled), POOLED_CAPTION if pooled_rows else None) if c]
     table = Table(title="Across replications (mean and 95% t-interval)", title_justify="left",
-                  header_style="bold", caption=_caption(pooled),
+                  header_style="bold", caption="\n".join(captions) or None,
                   caption_justify="left")  # fmt: skip
     for name in ("route", "replications", "success", "success CI", "pooled CI (batch means)",
                  "p95 ms", "p95 CI", "cost/req", "cost CI"):  # fmt: skip
@@ -571,9 +582,10 @@ def replications_table(stats: pd.DataFrame, pooled: pd.DataFrame) -> Table:
         s, p, c = m["success_rate"], m["p95_latency_ms"], m["cost_per_request_usd"]
         pool = pooled[pooled["route"] == route].to_dict("records")
         pooled_ci = "-" if not pool else _success_ci(pool[0])
+        dagger = "†" if s.get("method", "t") != "t" else ""
         table.add_row(
             str(route), str(int(s["replications"])), _pct(float(s["mean"])),
-            f"{100 * float(s['ci_low']):.1f}-{100 * float(s['ci_high']):.1f}", pooled_ci,
+            f"{100 * float(s['ci_low']):.1f}-{100 * float(s['ci_high']):.1f}{dagger}", pooled_ci,
             _ms(float(p["mean"])), f"{_ms(float(p['ci_low']))}-{_ms(float(p['ci_high']))}",
             _usd(float(c["mean"])), f"{_usd(float(c['ci_low']))}-{_usd(float(c['ci_high']))}",
         )  # fmt: skip

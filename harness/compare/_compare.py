@@ -23,7 +23,8 @@ from harness.compare._loading import (
     pairing_problem,
 )
 from harness.compare._metrics import _METRICS, RATES, REQUIRED_COLUMNS, _Metric
-from harness.compare._stats import _bootstrap, _bootstrap_p, holm, mcnemar_exact
+from harness.compare._stats import _bootstrap_p, block_bootstrap, holm, mcnemar_exact, welch
+from harness.intervals import MIN_BLOCKS, block_length, design_effect
 from harness.metrics import ALL
 from harness.util import generator, stable_id
 
@@ -54,13 +55,42 @@ class Result:
     tolerance: str
     verdict: Verdict
     test: str
-    """mcnemar-exact, paired-bootstrap, fisher-exact or bootstrap."""
+    """How the p-value and interval were made (`TESTS`)."""
     n_baseline: int
     n_candidate: int
     relative_delta: float = math.nan
     """delta / |baseline| (NaN when the baseline is 0 or undefined)."""
     worse: int = 1
     """+1 if growth of the metric is the worse direction, -1 if a drop is."""
+    block: int = 1
+    """Requests per block of a block bootstrap (the longer side's); replications per side
+    of a Welch test; 1 otherwise."""
+    design_effect: float = 1.0
+    """What the discordant counts of a Rao-Scott McNemar test were divided by; 1 otherwise."""
+
+
+PAIRED_BLOCK = "paired-block-bootstrap"
+BLOCK = "block-bootstrap"
+MCNEMAR_RS = "mcnemar-rao-scott"
+WELCH = "welch-replications"
+TESTS: dict[str, str] = {
+    PAIRED_BLOCK: "paired circular block bootstrap of per-request differences, blocks of "
+    "consecutive arrivals (length from the data, harness.intervals.block_length); p-value "
+    "from the bootstrap standard error",
+    BLOCK: "circular block bootstrap of each run on its own (unpaired); p-value from the "
+    "bootstrap standard error",
+    MCNEMAR_RS: "McNemar exact test on discordant counts divided by their design effect "
+    "(Rao-Scott; paired rates)",
+    WELCH: "Welch t-test on one value per replication (unpaired, replications on both sides)",
+    "mcnemar-exact": "McNemar exact test (paired, under 100 requests: independent requests)",
+    "paired-bootstrap": "paired bootstrap (under 100 requests: independent requests)",
+    "fisher-exact": "Fisher exact test (unpaired, under 100 requests)",
+    "bootstrap": "bootstrap (unpaired, under 100 requests)",
+}
+"""Every test a comparison uses, and what it is."""
+
+SMALL = MIN_BLOCKS * MIN_BLOCKS
+"""Under this many requests a side is treated as independent requests (no blocks)."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +138,8 @@ class _Side:
                 f"{name}: the requests table lacks column{'s' if len(missing) > 1 else ''} "
                 f"{', '.join(missing)}; re-run it with this evalx"
             )
-        if not requests["request_id"].is_monotonic_increasing:
-            requests = requests.sort_values("request_id", kind="stable")
+        keys = [k for k in ("replication", "arrival_s", "request_id") if k in requests.columns]
+        requests = requests.sort_values(keys, kind="stable", ignore_index=True)
         self.frame = requests
         self.n = len(requests)
         self._values: dict[str, np.ndarray] = {}
@@ -126,6 +156,13 @@ class _Side:
                 x = df[source].to_numpy()
             self._values[source] = np.asarray(x, dtype=np.float64)
         return self._values[source]
+
+    def replications(self) -> np.ndarray | None:
+        """Replication number per row, when the run holds two or more replications."""
+        if "replication" not in self.frame.columns:
+            return None
+        r = self.frame["replication"].to_numpy()
+        return r if len(np.unique(r)) >= 2 else None
 
     def groups(self) -> dict[str, np.ndarray]:
         """Row positions per route, plus `all`."""
@@ -151,6 +188,8 @@ class _Test:
     ci_high: float = math.nan
     p_value: float = math.nan
     sufficient: bool = False
+    block: int = 1
+    design_effect: float = 1.0
 
     @property
     def delta(self) -> float:
@@ -166,29 +205,89 @@ def _value(x: np.ndarray, q: float | None) -> float:
 def _run_test(
     t: _Test, b: np.ndarray, c: np.ndarray, metric: _Metric, paired: bool, gates: Gates
 ) -> None:
-    """Fill in the values, p-value and interval of `t` (values only if data is short)."""
+    """Fill in the values, p-value and interval of `t` (values only if data is short).
+
+    `b` and `c` are in arrival order. From `SMALL` requests on, the bootstrap resamples
+    blocks of consecutive arrivals (`block_bootstrap`), so requests that share a queue,
+    a breaker or an outage are not counted as independent evidence.
+    """
     q = metric.percentile
     t.baseline, t.candidate = _value(b, q), _value(c, q)
     enough = min(len(b), len(c)) >= gates.min_requests
     if not (enough and math.isfinite(t.baseline) and math.isfinite(t.candidate)):
         return
     rng = generator(gates.seed, stable_id("compare"), stable_id(t.route), stable_id(t.metric))
-    deltas = _bootstrap(b, c, q, paired, gates.bootstrap, rng)
+    blocks = (_block(b), _block(c))
+    if paired:  # means: blocks of the differences; percentiles: of the longer side
+        blocks = (_block(c - b),) * 2 if q is None else (max(blocks),) * 2
+    deltas = block_bootstrap(b, c, q, paired, gates.bootstrap, rng, blocks)
     lo, hi = np.percentile(deltas, [50 * gates.alpha, 100 - 50 * gates.alpha])
     t.ci_low, t.ci_high = float(lo), float(hi)
-    if t.test == "mcnemar-exact":
-        lost = int(np.count_nonzero((b > 0) & (c <= 0)))  # discordant pairs, both ways
-        gained = int(np.count_nonzero((b <= 0) & (c > 0)))
-        t.p_value = mcnemar_exact(lost, gained)
+    t.block = max(blocks)
+    if t.test in ("mcnemar-exact", MCNEMAR_RS):
+        deff = design_effect(c - b) if t.test == MCNEMAR_RS else 1.0
+        lost = np.count_nonzero((b > 0) & (c <= 0))  # discordant pairs, both ways
+        gained = np.count_nonzero((b <= 0) & (c > 0))
+        t.p_value = mcnemar_exact(round(lost / deff), round(gained / deff))
+        t.design_effect = deff
     elif t.test == "fisher-exact":
         from scipy.stats import fisher_exact
 
         sb, sc = int(np.count_nonzero(b)), int(np.count_nonzero(c))
         _, p = fisher_exact([[sb, len(b) - sb], [sc, len(c) - sc]])
         t.p_value = float(p)
+    elif t.test in (PAIRED_BLOCK, BLOCK):
+        blocks_in = min(len(b) // blocks[0], len(c) // blocks[1])
+        t.p_value = _t_p(t.delta, float(deltas.std(ddof=1)), max(1, blocks_in - 1))
     else:
         t.p_value = _bootstrap_p(deltas)
     t.sufficient = True
+
+
+def _t_p(delta: float, se: float, df: int) -> float:
+    """Two-sided p-value of 'no difference' for an estimate with standard error `se`, on a
+    t distribution with `df` degrees of freedom (blocks - 1 of the side with fewer blocks:
+    the standard error is estimated from that many independent pieces)."""
+    from scipy.stats import t
+
+    if not se > 0:
+        return 1.0 if delta == 0 else 0.0
+    return float(2 * t.sf(abs(delta) / se, df))
+
+
+def _block(x: np.ndarray) -> int:
+    """Block length for a series in arrival order: 1 under `SMALL` values."""
+    return block_length(x) if len(x) >= SMALL else 1
+
+
+def _run_welch(
+    t: _Test,
+    b: tuple[np.ndarray, np.ndarray],
+    c: tuple[np.ndarray, np.ndarray],
+    metric: _Metric,
+    gates: Gates,
+) -> None:
+    """Fill in `t` from replications on both sides: (values, replication) per side.
+
+    The values are the pooled statistic of each side; the test compares the per-replication
+    statistics (a mean or a percentile per replication) with Welch's t-test.
+    """
+    q = metric.percentile
+    t.baseline, t.candidate = _value(b[0], q), _value(c[0], q)
+    per = [_per_replication(*side, q) for side in (b, c)]
+    enough = min(len(b[0]), len(c[0])) >= gates.min_requests and min(map(len, per)) >= 2
+    if not (enough and math.isfinite(t.baseline) and math.isfinite(t.candidate)):
+        return
+    t.p_value, low, high = welch(per[0], per[1], gates.alpha)
+    shift = t.delta - float(per[1].mean() - per[0].mean())  # centre on the pooled delta
+    t.ci_low, t.ci_high = low + shift, high + shift
+    t.block = min(map(len, per))
+    t.sufficient = True
+
+
+def _per_replication(values: np.ndarray, replication: np.ndarray, q: float | None) -> np.ndarray:
+    """The statistic of each replication with values (mean, or the q-th percentile)."""
+    return np.array([_value(values[replication == r], q) for r in np.unique(replication)])
 
 
 def _verdict(t: _Test, p_adjusted: float, alpha: float) -> Verdict:
@@ -203,7 +302,14 @@ def _verdict(t: _Test, p_adjusted: float, alpha: float) -> Verdict:
     return "improvement" if worse * t.delta < 0 else "no change"
 
 
-def _test_name(metric: str, paired: bool) -> str:
+def _test_name(metric: str, paired: bool, n: int, replicated: bool) -> str:
+    """The test for `metric` on a route with `n` requests on its smaller side."""
+    if replicated and not paired:
+        return WELCH
+    if metric in RATES and n >= SMALL and paired:
+        return MCNEMAR_RS
+    if n >= SMALL:
+        return PAIRED_BLOCK if paired else BLOCK
     if metric in RATES:
         return "mcnemar-exact" if paired else "fisher-exact"
     return "paired-bootstrap" if paired else "bootstrap"
@@ -239,14 +345,20 @@ def compare_tables(
     cand_groups = base_groups if paired else cand.groups()
     routes = [*sorted((base_groups.keys() | cand_groups.keys()) - {ALL}), ALL]
     empty = np.arange(0)
+    reps = (base.replications(), cand.replications())
+    replicated = reps[0] is not None and reps[1] is not None
     tests: list[_Test] = []
     for route in routes:
         bi, ci = base_groups.get(route, empty), cand_groups.get(route, empty)
         for name, tolerance in gates.tolerances.items():
             metric = _METRICS[name]
-            t = _Test(route, name, tolerance, _test_name(name, paired), len(bi), len(ci))
+            kind = _test_name(name, paired, min(len(bi), len(ci)), replicated)
+            t = _Test(route, name, tolerance, kind, len(bi), len(ci))
             b, c = base.values(metric.source)[bi], cand.values(metric.source)[ci]
-            _run_test(t, b, c, metric, paired, gates)
+            if kind == WELCH and reps[0] is not None and reps[1] is not None:
+                _run_welch(t, (b, reps[0][bi]), (c, reps[1][ci]), metric, gates)
+            else:
+                _run_test(t, b, c, metric, paired, gates)
             tests.append(t)
     tested = [i for i, t in enumerate(tests) if t.sufficient]
     adjusted = [math.nan] * len(tests)
@@ -255,6 +367,12 @@ def compare_tables(
     results = tuple(_result(t, p, gates.alpha) for t, p in zip(tests, adjusted, strict=True))
     with_data = [tests[i] for i in tested]
     notes = [*warnings, *_resolution_warning(with_data, gates)]
+    if not paired and not replicated:
+        notes.append(
+            "one run per side: the block bootstrap sees the variation within each run, not how "
+            "an episode (a spike, an outage tipping a queue) plays out at another seed; run both "
+            "sides with --replications 5 for a false-alarm rate at alpha (bench/compare.py)"
+        )
     return Comparison(
         baseline=baseline_name,
         candidate=candidate_name,
@@ -285,6 +403,8 @@ def _result(t: _Test, p_adjusted: float, alpha: float) -> Result:
         n_candidate=t.n_candidate,
         relative_delta=relative,
         worse=t.tolerance.worse(t.metric),
+        block=t.block,
+        design_effect=t.design_effect,
     )
 
 

@@ -158,3 +158,123 @@ def _bootstrap_p(deltas: np.ndarray) -> float:
     below = (1 + np.count_nonzero(deltas <= 0)) / k
     above = (1 + np.count_nonzero(deltas >= 0)) / k
     return float(min(1.0, 2.0 * min(below, above)))
+
+
+def _block_rows(rng: np.random.Generator, n: int, b: int, rows: int) -> np.ndarray:
+    """A rows x (k * b) matrix of circular moving-block indices into range(n + b - 1),
+    k = ceil(n / b): positions past n - 1 stand for the start again (`_wrap` a series).
+
+    Each row strings together k blocks of b consecutive positions whose starts are drawn
+    uniformly: the circular block bootstrap of Politis & Romano (1992). With b == 1 it is
+    the ordinary bootstrap.
+    """
+    k = -(-n // b)
+    starts = rng.integers(0, n, size=(rows, k, 1), dtype=_index_type(n + b))
+    idx: np.ndarray = (starts + np.arange(b, dtype=starts.dtype)).reshape(rows, k * b)
+    return idx
+
+
+def _wrap(x: np.ndarray, b: int) -> np.ndarray:
+    """`x` followed by its first b - 1 values: what `_block_rows` indices point into."""
+    return np.concatenate([x, x[: b - 1]])
+
+
+def _block_sums(x: np.ndarray, b: int) -> np.ndarray:
+    """Sum of the b values starting at each position of `x`, wrapping at the end."""
+    cs = np.concatenate([[0.0], np.cumsum(_wrap(x, b), dtype=np.float64)])
+    sums: np.ndarray = cs[b : b + len(x)] - cs[: len(x)]
+    return sums
+
+
+def _resampled_block_means(
+    x: np.ndarray, b: int, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Means of `resamples` circular block bootstrap resamples of `x` (blocks of b)."""
+    if b <= 1:
+        return _resampled_means(x, resamples, rng)
+    n = len(x)
+    k = -(-n // b)
+    sums = _block_sums(x, b)
+    out = np.empty(resamples)
+    rows = max(1, _CELLS // k)
+    for start in range(0, resamples, rows):
+        m = min(rows, resamples - start)
+        starts = rng.integers(0, n, size=(m, k))
+        out[start : start + m] = sums[starts].sum(axis=1) / (k * b)
+    return out
+
+
+def _block_percentiles(
+    x: np.ndarray, q: float, b: int, resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """q-th percentiles of `resamples` circular block bootstrap resamples of `x`."""
+    if b <= 1:
+        return _resampled_percentiles(x, q, resamples, rng)
+    ordered, ranks = _ranks(x)
+    ranks = _wrap(ranks, b)
+    width = -(-len(x) // b) * b
+    out = np.empty(resamples)
+    for start, rows in _chunks(resamples, width):
+        idx = _block_rows(rng, len(x), b, rows)
+        out[start : start + rows] = _percentile_of_ranks(ordered, ranks[idx], q)
+    return out
+
+
+def block_bootstrap(
+    b: np.ndarray,
+    c: np.ndarray,
+    q: float | None,
+    paired: bool,
+    resamples: int,
+    rng: np.random.Generator,
+    blocks: tuple[int, int],
+) -> np.ndarray:
+    """`resamples` replicates of statistic(c) - statistic(b), each series in arrival order.
+
+    `blocks` are the block lengths of the baseline and the candidate (1: independent
+    requests, the plain bootstrap). Paired: one set of block starts serves both runs, with
+    the longer of the two lengths (for means, blocks of the per-request differences).
+    Unpaired: each run is resampled on its own, with its own block length.
+    """
+    if not paired:
+        if q is None:
+            base = _resampled_block_means(b, blocks[0], resamples, rng)
+            deltas = _resampled_block_means(c, blocks[1], resamples, rng)
+        else:
+            base = _block_percentiles(b, q, blocks[0], resamples, rng)
+            deltas = _block_percentiles(c, q, blocks[1], resamples, rng)
+        deltas -= base
+        return deltas
+    length = max(blocks)
+    if length <= 1:
+        return _bootstrap(b, c, q, paired, resamples, rng)
+    if q is None:
+        return _resampled_block_means(c - b, length, resamples, rng)
+    (b_ordered, b_ranks), (c_ordered, c_ranks) = _ranks(b), _ranks(c)
+    b_ranks, c_ranks = _wrap(b_ranks, length), _wrap(c_ranks, length)
+    out = np.empty(resamples)
+    width = -(-len(b) // length) * length
+    for start, rows in _chunks(resamples, width):
+        idx = _block_rows(rng, len(b), length, rows)
+        out[start : start + rows] = _percentile_of_ranks(
+            c_ordered, c_ranks[idx], q
+        ) - _percentile_of_ranks(b_ordered, b_ranks[idx], q)
+    return out
+
+
+def welch(b: np.ndarray, c: np.ndarray, alpha: float) -> tuple[float, float, float]:
+    """(p-value, low, high): Welch's t-test and (1 - alpha) interval of mean(c) - mean(b),
+    for one value per replication on each side (at least 2 each)."""
+    from scipy import stats
+
+    delta = float(c.mean() - b.mean())
+    vb, vc = float(b.var(ddof=1)) / len(b), float(c.var(ddof=1)) / len(c)
+    se2 = vb + vc
+    if se2 == 0:
+        p = 1.0 if delta == 0 else 0.0
+        return p, delta, delta
+    df = se2**2 / (vb**2 / (len(b) - 1) + vc**2 / (len(c) - 1))
+    t = delta / np.sqrt(se2)
+    p = float(2 * stats.t.sf(abs(t), df))
+    half = float(stats.t.ppf(1 - alpha / 2, df) * np.sqrt(se2))
+    return p, delta - half, delta + half

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 import shutil
@@ -13,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
+from harness import storage
 from harness.compare import (
     DEFAULT_TOLERANCES,
     METRICS,
@@ -42,8 +41,9 @@ from harness.compare import (
     parse_tolerances,
 )
 from harness.errors import EvalxError, SpecError
+from harness.integrity import documented
 from harness.metrics import ALL
-from harness.records import SCHEMA_VERSION
+from harness.records import SCHEMA_VERSION, arrow_type
 from harness.storage import MANIFEST, REQUESTS
 
 # ---------------------------------------------------------------------------- helpers
@@ -86,9 +86,13 @@ def write_run(
     evalx: str = "0.1.0",
     policy: Mapping[str, str] | None = None,
 ) -> Path:
-    """A minimal run directory: requests.parquet and manifest.json, written directly."""
-    path.mkdir(parents=True)
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), path / REQUESTS)
+    """A minimal run directory: requests.parquet (in the documented types) and manifest.json."""
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    docs = documented(REQUESTS)
+    arrow = arrow.cast(pa.schema([
+        pa.field(f.name, arrow_type(docs[f.name].type)) if f.name in docs else f
+        for f in arrow.schema
+    ]))  # fmt: skip
     manifest = {
         "schema_version": schema_version,
         "suite": suite,
@@ -97,7 +101,7 @@ def write_run(
         "versions": {"evalx": evalx},
         "policy": dict(policy or {"name": "default", "version": "1.0.0", "hash": "8d6adfcd" * 8}),
     }
-    (path / MANIFEST).write_text(json.dumps(manifest))
+    storage.write_run(path, {REQUESTS: arrow}, manifest)
     return path
 
 
@@ -387,7 +391,7 @@ def test_success_drop_on_one_route_is_a_regression_there() -> None:
     hit = result[("reasoning", "success_rate")]
     assert hit.verdict == "regression"
     assert hit.delta == pytest.approx(-0.03)
-    assert hit.test == "mcnemar-exact"
+    assert hit.test == "mcnemar-rao-scott"
     assert hit.p_value == pytest.approx(binomtest(60, 60, 0.5).pvalue)
     assert hit.ci_high < 0
     assert result[("routine", "success_rate")].verdict == "no change"
@@ -402,7 +406,8 @@ def test_small_significant_change_within_tolerance_is_no_change() -> None:
     base = requests()
     cand = base.copy()
     routine = np.flatnonzero((base["route"] == "routine") & base["success"])
-    cand.loc[routine[:20], "success"] = False  # -0.67pp on routine: significant, within -1pp
+    spread = np.random.default_rng(3).choice(routine, size=20, replace=False)
+    cand.loc[spread, "success"] = False  # -0.67pp on routine: significant, within -1pp
     hit = by_key(compare_tables(base, cand))[("routine", "success_rate")]
     assert hit.p_adjusted < 0.05
     assert hit.verdict == "no change"
@@ -420,10 +425,10 @@ def test_latency_increase_is_a_p95_regression() -> None:
     for route in [*ROUTES, ALL]:
         hit = by_key(result)[(route, "p95_latency_ms")]
         assert hit.verdict == "regression"
-        assert hit.test == "paired-bootstrap"
+        assert hit.test == "paired-block-bootstrap"
         assert hit.relative_delta == pytest.approx(0.2)
         assert 0 < hit.ci_low <= hit.delta <= hit.ci_high
-        assert hit.p_value == pytest.approx(2 / (Gates().bootstrap + 1))
+        assert hit.p_value < 1e-6  # from the bootstrap standard error: no resampling floor
     assert {r.metric for r in result.regressions} <= {"p95_latency_ms", "p99_latency_ms"}
 
 
@@ -527,8 +532,14 @@ def test_unpaired_tables() -> None:
     base = requests({"routine": 800, "reasoning": 400, "old": 100}, seed=1)
     cand = requests({"routine": 900, "reasoning": 350, "new": 80}, seed=2)
     result = by_key(compare_tables(base, cand, paired=False))
-    assert {r.test for r in result.values() if r.metric in RATES} == {"fisher-exact"}
-    assert {r.test for r in result.values() if r.metric not in RATES} == {"bootstrap"}
+    small = {"new", "old"}  # under 100 requests on a side: independent-sample tests
+    tests = {(r.route in small, r.metric in RATES): r.test for r in result.values()}
+    assert tests == {
+        (False, True): "block-bootstrap",
+        (False, False): "block-bootstrap",
+        (True, True): "fisher-exact",
+        (True, False): "bootstrap",
+    }
     assert result[("old", "success_rate")].verdict == "insufficient data"
     assert result[("old", "success_rate")].n_candidate == 0
     assert result[("new", "success_rate")].n_baseline == 0
@@ -552,7 +563,7 @@ def test_aa_byte_copy_is_no_change_exactly(run_dir: Path, tmp_path: Path) -> Non
     assert len(result.results) == len(METRICS) * (len(ROUTES) + 1)
     assert {r.verdict for r in result.results} == {"no change"}
     assert all(r.p_value == 1.0 and r.p_adjusted == 1.0 for r in result.results)
-    assert {r.test for r in result.results if r.metric in RATES} == {"mcnemar-exact"}
+    assert {r.test for r in result.results if r.metric in RATES} == {"mcnemar-rao-scott"}
 
 
 def test_not_a_run_directory(run_dir: Path, tmp_path: Path) -> None:
@@ -584,7 +595,7 @@ def test_broken_manifest_or_table(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(CompareError, match="lacks columns escalated, handoff"):
         compare_runs(run_dir, thin)
     (thin / REQUESTS).write_bytes(b"not parquet")
-    with pytest.raises(CompareError, match="cannot read the requests table"):
+    with pytest.raises(CompareError, match="11 bytes, but the manifest records"):
         compare_runs(run_dir, thin)
 
 
@@ -619,7 +630,7 @@ def test_unpaired_runs_work_and_warn(run_dir: Path, tmp_path: Path) -> None:
     result = compare_runs(run_dir, other_seed, unpaired=True)
     assert not result.paired
     assert result.warnings[0].startswith("unpaired comparison (seeds differ (42 vs 7)): ")
-    assert {r.test for r in result.results} == {"fisher-exact", "bootstrap"}
+    assert {r.test for r in result.results} == {"block-bootstrap"}
     assert not result.failed
     forced = compare_runs(run_dir, run_dir, unpaired=True)
     assert not forced.paired

@@ -15,6 +15,7 @@ from harness.intervals import (
     BATCH_MEANS,
     IID_T,
     MIN_BLOCKS,
+    PW_FACTOR,
     WILSON,
     block_length,
     interval,
@@ -61,7 +62,7 @@ def test_more_autocorrelation_gives_longer_blocks() -> None:
     assert pw[0] < 1.0 and pw == sorted(pw) and pw[-1] > 5 * pw[1], pw
     floor = math.ceil(n**0.6)
     for x, b in zip(series, pw, strict=True):
-        assert block_length(x) == min(max(floor, math.ceil(b)), n // MIN_BLOCKS)
+        assert block_length(x) == min(max(floor, math.ceil(PW_FACTOR * b)), n // MIN_BLOCKS)
 
 
 def test_block_length_never_leaves_fewer_than_min_blocks() -> None:
