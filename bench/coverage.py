@@ -19,7 +19,7 @@ Across replications: G random sets of r runs (r = 3, 5, 10) drawn from the R, ea
 reduced with `harness.replicate.across` as `evalx run --replications r` does; the truth
 of a metric is its mean over all R runs (what the across-replication mean estimates).
 Reported: coverage for success, p95, p99 and cost per request per route, and whether
-evalx warned that r is too few (`tail_replications`). The sets share runs, so these figures are
+evalx warned that r is too few (`min_replications`). The sets share runs, so these figures are
 estimates with more spread than G independent sets would have.
 """
 

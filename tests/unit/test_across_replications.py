@@ -115,17 +115,23 @@ def test_across_replication_success_interval_covers_on_a_correlated_world() -> N
     assert 0.91 <= hits / trials <= 0.99
 
 
-def test_tail_percentiles_warn_when_replications_are_too_few() -> None:
+def test_too_few_replications_are_warned_about() -> None:
     big = summary("all", p95_latency_ms=[1.0, 2.0, 3.0], requests=[8000] * 3)
     small = summary("escalation", p95_latency_ms=[1.0, 2.0, 3.0], requests=[60] * 3)
     stats = across(pd.concat([big, small]))
-    lines = replication_warnings(stats)
-    assert lines == [
+    assert replication_warnings(stats) == [
+        "3 replications are too few for intervals across them: with a spike or an outage per "
+        "run they under-cover; use --replications 5 or more",
         "3 replications are too few for a t-interval on all p95, all p99: "
-        "use --replications 5 or more",
-        "3 replications are too few for a t-interval on escalation p95, escalation p99: "
         "use --replications 10 or more",
+        "3 replications are too few for a t-interval on escalation p95, escalation p99: "
+        "use --replications 20 or more",
     ]
-    ten = pd.concat([summary("escalation", p95_latency_ms=list(range(10)), requests=[60] * 10)])
-    assert replication_warnings(across(ten)) == []
-    assert set(stats[stats["metric"] == "success_rate"]["min_replications"]) == {0}
+    assert set(stats[stats["metric"] == "success_rate"]["min_replications"]) == {5}
+    six = across(summary("all", p95_latency_ms=list(range(6)), requests=[8000] * 6))
+    assert replication_warnings(six) == [
+        "6 replications are too few for a t-interval on all p95, all p99: "
+        "use --replications 10 or more"
+    ]
+    ten = across(summary("all", p95_latency_ms=list(range(10)), requests=[8000] * 10))
+    assert replication_warnings(ten) == []
