@@ -242,6 +242,7 @@ def compare_markdown(c: Comparison, thresholds: list[dict[str, Any]] | None = No
         "| route | metric | baseline | candidate | delta | CI | p (Holm) | tolerance | verdict |",
         "|---|---|--:|--:|--:|--:|--:|--:|---|",
     ]
+    lines.insert(-2, _tests_line(c) + "\n")
     for r in c.results:
         lines.append(
             f"| {r.route} | {r.metric} | {_value(r.metric, r.baseline)} | "
@@ -263,6 +264,23 @@ def compare_markdown(c: Comparison, thresholds: list[dict[str, Any]] | None = No
     return "\n".join(lines) + "\n"
 
 
+def _tests_line(c: Comparison) -> str:
+    """Which tests the comparison used, with their block lengths, in words."""
+    from harness.compare import TESTS
+
+    used: dict[str, set[int]] = {}
+    for r in c.results:
+        if r.verdict != "insufficient data":
+            used.setdefault(r.test, set()).add(r.block)
+    parts = []
+    for test, blocks in used.items():
+        lo, hi = min(blocks), max(blocks)
+        unit = "replications per side" if test == "welch-replications" else "requests per block"
+        size = f"; {lo}{'-' + str(hi) if hi > lo else ''} {unit}" if hi > 1 else ""
+        parts.append(f"`{test}` ({TESTS.get(test, test)}{size})")
+    return "Tests: " + "; ".join(parts) + "." if parts else "Tests: none had enough data."
+
+
 def compare_junit(c: Comparison, thresholds: list[dict[str, Any]] | None = None) -> str:
     """JUnit XML: one testcase per gate; a regression is a failure, unusable data an error."""
     from xml.etree import ElementTree as ET
@@ -275,6 +293,7 @@ def compare_junit(c: Comparison, thresholds: list[dict[str, Any]] | None = None)
             f"{r.metric} on {r.route}: baseline {_value(r.metric, r.baseline)}, candidate "
             f"{_value(r.metric, r.candidate)}, delta {_delta(r.metric, r)}, CI {_ci(r.metric, r)}, "
             f"p(Holm) {_p(r.p_adjusted)}, tolerance {r.tolerance}, test {r.test}"
+            + (f" (block {r.block})" if r.block > 1 else "")
         )
         if r.verdict == "regression":
             failures += 1

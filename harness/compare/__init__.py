@@ -8,12 +8,16 @@ tests call it with tables simulated in memory).
 Pairing. Two runs of one suite name and seed see the same requests and the same world
 (common random numbers, DESIGN.md §1), so request i of the baseline and request i of the
 candidate differ only by the change under test. Paired tests then detect far smaller
-regressions than independent samples would: McNemar's exact test for rates, a paired
-bootstrap (one resample of request indices serves both runs) for means and percentiles.
-Paired groups follow the *baseline's* route, so both sides of a group are the same
-requests. Runs that cannot be paired are compared only when asked (`unpaired=True`):
-Fisher's exact test for rates, independent bootstraps otherwise, each run grouped by its
-own route.
+regressions than independent samples would. Paired groups follow the *baseline's* route,
+so both sides of a group are the same requests. Runs that cannot be paired are compared
+only when asked (`unpaired=True`), each run grouped by its own route.
+
+Dependence. Requests of one run share queues, breakers and outages, so each group is read
+in arrival order and resampled in blocks of consecutive arrivals (`block_bootstrap`, block
+length `harness.intervals.block_length`); paired rates use McNemar's exact test on
+discordant counts divided by their design effect (Rao-Scott); with replications on both
+sides of an unpaired comparison, Welch's t-test on per-replication values. Under 100
+requests a group is treated as independent requests. `TESTS` names every test.
 
 Verdicts. Each (route, metric) named in `Gates.tolerances` is one test; the p-values of
 all tests with enough data are adjusted together (Holm), so the chance of any false
@@ -27,13 +31,14 @@ Results are deterministic: every bootstrap draws from its own generator, seeded 
 or number of the other tests.
 
 Layout, lowest first: `_errors` (CompareError), `_metrics` (what can be tested, which way
-is worse, the columns read), `_stats` (McNemar, Holm, the bootstraps; no evalx types),
+is worse, the columns read), `_stats` (McNemar, Holm, Welch, the bootstraps; no evalx types),
 `_gates` (tolerances, `Gates`, the gates file), `_loading` (run directories: manifests,
 requests tables, whether two runs pair) and `_compare` (the tests, verdicts and the
 `Comparison`).
 """
 
 from harness.compare._compare import (
+    TESTS,
     VERDICTS,
     AbsoluteGate,
     Comparison,
@@ -64,6 +69,7 @@ __all__ = [
     "PAIR_KEYS",
     "RATES",
     "REQUIRED_COLUMNS",
+    "TESTS",
     "VERDICTS",
     "AbsoluteGate",
     "CompareError",

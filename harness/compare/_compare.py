@@ -409,9 +409,11 @@ def _result(t: _Test, p_adjusted: float, alpha: float) -> Result:
 
 
 def _resolution_warning(tests: Sequence[_Test], gates: Gates) -> list[str]:
-    """Warn when the bootstrap is too coarse to ever pass Holm's first threshold."""
+    """Warn when the bootstrap is too coarse to ever pass Holm's first threshold (only the
+    percentile p-values of small groups have a floor; block bootstraps use the standard
+    error)."""
     m = len(tests)
-    if not any(t.test.endswith("bootstrap") for t in tests):
+    if not any(t.test in ("bootstrap", "paired-bootstrap") for t in tests):
         return []
     floor, threshold = 2.0 / (gates.bootstrap + 1), gates.alpha / m
     if floor < threshold:

@@ -649,10 +649,13 @@ def test_manifest_differences_warn(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_coarse_bootstrap_warns() -> None:
-    table = requests({"routine": 200})
-    result = compare_tables(table, table, Gates(bootstrap=50))
+    """Only the percentile p-values of small groups have a resolution floor."""
+    table = requests({"routine": 80})
+    result = compare_tables(table, table, Gates(bootstrap=50, min_requests=30))
     assert any("raise bootstrap to at least" in w for w in result.warnings)
     assert not any("bootstrap" in w for w in compare_tables(table, table).warnings)
+    big = requests({"routine": 200})  # block bootstraps: p-values from the standard error
+    assert not any("bootstrap" in w for w in compare_tables(big, big, Gates(bootstrap=50)).warnings)
 
 
 def test_required_columns_are_request_columns() -> None:
