@@ -60,6 +60,15 @@ SetOpt = Annotated[
     ),
 ]
 
+SafeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--safe",
+        help="Refuse suites that would import or run user code (stack.factory, tool "
+        "functions, python assertions): for suites from untrusted changes.",
+    ),
+]
+
 
 def _version(value: bool) -> None:
     if value:
@@ -82,9 +91,14 @@ def _fail(err: EvalxError) -> typer.Exit:
 
 
 @app.command()
-def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> None:
-    """Check a suite; print every problem as file:line: key: problem; hint."""
+def validate(
+    suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None, safe: SafeOpt = False
+) -> None:
+    """Check a suite and everything a run will use (files it names, JSON Schemas, the stack
+    factory, tool functions, assertions) without calling a model; print every problem as
+    file:line: key: problem; hint."""
     from harness.errors import SpecError
+    from harness.preflight import preflight
     from harness.spec import load_suite
     from harness.thresholds import compile_thresholds
 
@@ -92,14 +106,7 @@ def validate(suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None) -> 
         loaded = load_suite(suite, set_ or [], policy)
         compile_thresholds(loaded)
         s = loaded.suite
-        n = s.traffic.requests
-        if s.traffic.log is not None or s.world.outcomes is not None:  # read the data files
-            from harness.traffic import sample_requests
-            from harness.world import outcome_rows
-
-            reqs = sample_requests(s)
-            n = len(reqs)
-            outcome_rows(s, reqs)
+        n = preflight(loaded, safe=safe).requests
     except SpecError as err:
         for problem in err.problems:
             typer.echo(f"error: {problem}", err=True)
@@ -175,6 +182,7 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Print only the run directory.")
     ] = False,
+    safe: SafeOpt = False,
 ) -> None:
     """Simulate a suite in virtual time and write requests, spans and summary as Parquet.
 
@@ -184,6 +192,7 @@ def run(
     from rich.console import Console
 
     from harness.metrics import tenant_summary
+    from harness.preflight import preflight
     from harness.report import route_table, tenant_table, thresholds_block, violations_table
     from harness.run import run_id
     from harness.spec import load_suite
@@ -196,19 +205,21 @@ def run(
         if out is not None and is_url(out):
             raise _fail(EvalxError("--replications writes its parts locally: give a local --out"))
         _replicated(suite, overrides, policy, replications, Path(out) if out else None,
-                    executor_, workers, scheduler, resume, quiet)  # fmt: skip
+                    executor_, workers, scheduler, resume, quiet, safe)  # fmt: skip
         return
     if otlp_json is not None and out is not None and is_url(out):
         raise _fail(EvalxError("--otlp-json reads the run back: give a local --out"))
     try:
         loaded = load_suite(suite, overrides, policy)
         objectives = compile_thresholds(loaded)
+        live = replay is not None or _is_live(loaded.suite)
+        preflight(loaded, safe=safe, full=False, live=live, keys=live and replay is None)
         rid = run_id(loaded)
         target: Path | str = default_run_dir(loaded.suite.name, rid)
         if out is not None:
             target = out if is_url(out) else Path(out)
         check_out(target)
-        if replay is not None or _is_live(loaded.suite):
+        if live:
             from harness.live import live_run
 
             result = live_run(loaded.suite, replay=replay)
@@ -273,6 +284,7 @@ def record(
 ) -> None:
     """Run a suite live against its endpoints and record every HTTP interaction (vcrpy)."""
     from harness.live import live_run
+    from harness.preflight import preflight
     from harness.run import run_id, write
     from harness.spec import load_suite
     from harness.storage import check_out
@@ -281,6 +293,7 @@ def record(
     try:
         loaded = load_suite(suite, set_ or [])
         objectives = compile_thresholds(loaded)
+        preflight(loaded, full=False, live=True, keys=True)  # before the first paid call
         rid = run_id(loaded)
         target = out if out is not None else default_run_dir(loaded.suite.name, rid)
         check_out(target)
@@ -436,7 +449,7 @@ def sweep(
         loaded = load_suite(suite, set_ or [], policy)
         axes = dict(loaded.suite.sweep.grid)
         if grid is not None:
-            axes, _ = load_suite_data(grid)
+            axes, _ = load_suite_data(grid, "grid file")
         target_dir = out or Path("runs") / f"suite={loaded.suite.name}" / f"sweep={run_id(loaded)}"
         check_out(target_dir)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -545,12 +558,14 @@ def _replicated(
     scheduler: str | None,
     resume: bool,
     quiet: bool,
+    safe: bool = False,
 ) -> None:
     """`evalx run --replications R`: R worlds on an executor, reduced in unit order."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from harness.executor import UnitError
+    from harness.preflight import preflight
     from harness.replicate import replicate, replication_warnings
     from harness.report import replications_table
     from harness.run import run_id
@@ -559,6 +574,7 @@ def _replicated(
     err_console = Console(stderr=True)
     try:
         loaded = load_suite(suite, overrides, policy)
+        preflight(loaded, safe=safe, full=False)
         target = out if out is not None else default_run_dir(loaded.suite.name, run_id(loaded))
         ex = _executor(kind, workers, scheduler)
         with Progress(TextColumn("replications"), BarColumn(), MofNCompleteColumn(),

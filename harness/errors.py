@@ -2,6 +2,8 @@
 
     EvalxError                 anything the user can fix; printed as one line, exit 2
     ├── SpecError              a suite file or override is invalid (file:line: key: problem; hint)
+    │   └── InputError         an input file cannot be read as given (not a regular file,
+    │                          larger than a named limit, nested too deep; see harness.limits)
     └── OutputError            the output location cannot be used (exists, not writable)
 
 Anything else that escapes is a harness bug: the CLI prints a traceback and exits 3.
@@ -48,6 +50,13 @@ class SpecError(EvalxError):
         first = str(self.problems[0])
         more = len(self.problems) - 1
         return f"{first} (and {more} more problem{'s' if more > 1 else ''})" if more else first
+
+
+class InputError(SpecError):
+    """An input file cannot be read as given: not a regular file, or over a named limit."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__([problem])
 
 
 class OutputError(EvalxError):

@@ -69,6 +69,7 @@ __all__ = [
     "iban_ok",
     "looks_injected",
     "luhn_ok",
+    "schema_problem",
 ]
 
 PII_KINDS: Final = ("email", "phone", "card", "iban")
@@ -393,18 +394,9 @@ class ToolArgsValidator:
     def __init__(self, schemas: Mapping[str, Mapping[str, Any]]) -> None:
         self._validators: dict[str, Draft202012Validator] = {}
         for tool, schema in schemas.items():
-            try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError as e:
-                raise ValueError(
-                    f"tool {tool!r}: invalid JSON Schema at {e.json_path}: {e.message}"
-                ) from None
-            dangling = _dangling_ref(schema)
-            if dangling is not None:
-                raise ValueError(
-                    f"tool {tool!r}: $ref {dangling!r} does not resolve within the schema "
-                    "(remote references are not fetched)"
-                )
+            problem = schema_problem(schema)
+            if problem is not None:
+                raise ValueError(f"tool {tool!r}: {problem}")
             self._validators[tool] = Draft202012Validator(schema, registry=_NO_RETRIEVAL)
 
     def check(self, tool: str, args: Mapping[str, Any]) -> str | None:
@@ -422,6 +414,28 @@ class ToolArgsValidator:
         except Unresolvable as e:
             raise ValueError(f"tool {tool!r}: $ref does not resolve: {e}") from None
         return None if error is None else _reason(error)
+
+
+def schema_problem(schema: Any) -> str | None:
+    """Why `schema` is not a usable JSON Schema (draft 2020-12), or None when it is.
+
+    The one check shared by tool `args_schema`s (when a suite loads) and `json_schema`
+    assertions of a requests file, so a bad schema fails before any request runs.
+    """
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as e:
+        return f"invalid JSON Schema at {e.json_path}: {e.message}"
+    try:
+        dangling = _dangling_ref(schema)
+    except Exception as e:  # referencing rejects a malformed $id in its own ways
+        return f"invalid JSON Schema: {type(e).__name__}: {e}"
+    if dangling is not None:
+        return (
+            f"$ref {dangling!r} does not resolve within the schema "
+            "(remote references are not fetched)"
+        )
+    return None
 
 
 def _dangling_ref(schema: Any) -> str | None:

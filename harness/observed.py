@@ -25,7 +25,6 @@ phase ``baseline``; empty prompt and answer.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -211,7 +210,7 @@ def observed_manifest(
     calls: Calls, name: str, argv: Sequence[str], prices: Prices = Prices()
 ) -> dict[str, Any]:
     """The manifest of an imported run: `observed: true`, sources with sha256."""
-    from harness.run import versions
+    from harness.run import host, versions
 
     table = calls.table
     arrival, timed = arrivals(table)
@@ -233,7 +232,7 @@ def observed_manifest(
         "started_at": stamp.isoformat(timespec="seconds"),
         "command": list(argv),
         "versions": versions(),
-        "host": platform.node(),
+        **host(),
         "policy": {"name": "observed", "version": "", "hash": ""},
         "parameters": {},
         "thresholds": [],

@@ -93,6 +93,18 @@ def versions() -> dict[str, str]:
     return out
 
 
+HOST_ENV = "EVALX_RECORD_HOST"
+"""Set to 1 to record the machine's hostname in manifests (off: a committed baseline or a
+shared run directory should not say which machine made it)."""
+
+
+def host() -> dict[str, str]:
+    """``{"host": <hostname>}`` when `HOST_ENV` asks for it, else nothing."""
+    import os
+
+    return {"host": platform.node()} if os.environ.get(HOST_ENV, "") == "1" else {}
+
+
 def manifest(
     loaded: LoadedSuite,
     result: RunResult,
@@ -117,7 +129,7 @@ def manifest(
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": argv,
         "versions": versions(),
-        "host": platform.node(),
+        **host(),
         "policy": loaded.policy(),
         "parameters": loaded.parameters(),
         "thresholds": thresholds or [],

@@ -196,7 +196,7 @@ def load_gates(path: str | Path) -> Gates:
           cost_per_request_usd: off
     """
     file = str(path)
-    data, lines = load_suite_data(path)
+    data, lines = load_suite_data(path, "gates file")
     spec = validate(data, _GatesFile, file=file, lines=lines)
     tolerances = dict(DEFAULT_TOLERANCES)
     problems: list[Problem] = []

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import stat
 from collections.abc import Callable, Collection, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -27,6 +28,8 @@ import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
 from harness.data._errors import DataError
+from harness.errors import InputError
+from harness.limits import DATA_BYTES, read_input
 from harness.spec._load import suggest
 
 PathLike = str | os.PathLike[str]
@@ -58,6 +61,7 @@ _INTEGER = r"^[-+]?\d+$"
 _ZONE = r"(?i):\d\d(\.\d+)?\s*(z|[+-]\d\d(:?\d\d)?)$"
 _ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
 _SHOWN_COLUMNS = 20
+_COLUMN_NAME = re.compile(r"[A-Za-z_][\w .()\[\]-]{0,63}")
 _BLOCK = 1 << 20
 
 
@@ -74,9 +78,12 @@ class Source:
 
     @classmethod
     def of(cls, path: str | Path, rows: int) -> Source:
-        """Describe `path`, hashing it when it is a readable local file."""
+        """Describe `path`, hashing it when it is a readable local regular file (never a
+        FIFO or a device: the path may come from a table's `source` column)."""
         h = hashlib.sha256()
         try:
+            if not stat.S_ISREG(os.stat(path).st_mode):
+                raise OSError("not a regular file")
             with Path(path).open("rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     h.update(chunk)
@@ -135,17 +142,21 @@ class Where:
 
 
 def load(path: PathLike, expected: str) -> RawFile:
-    """Read `path` once; a missing, unreadable or empty file is a DataError naming `expected`."""
+    """Read `path` once; a missing, unreadable or empty file is a DataError naming `expected`.
+
+    Only a regular file up to `DATA_BYTES` is read (a FIFO, a device or a huge file fails
+    at once, see harness.limits).
+    """
     name = os.fspath(path)
     file = Path(name)
     if file.is_dir():
         raise DataError(f"{name}: is a directory; expected {expected}")
+    if not file.exists():
+        raise DataError(f"{name}: no such file; expected {expected}")
     try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{name}: no such file; expected {expected}") from None
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read ({exc.strerror}); expected {expected}") from None
+        data = read_input(name, limit=DATA_BYTES, what="data file")
+    except InputError as exc:
+        raise DataError(f"{exc.one_line()}; expected {expected}") from None
     if not data.strip():
         raise DataError(f"{name}: the file is empty; expected {expected}")
     return RawFile(name, data, hashlib.sha256(data).hexdigest())
@@ -244,18 +255,25 @@ def check_fields(path: str, mapping: Mapping[str, str], fields: Sequence[str], k
 
 
 def check_columns(table: pa.Table, path: str, mapping: Mapping[str, str]) -> None:
-    """Every column `mapping` names is in `table`, once; else a did-you-mean over its columns."""
+    """Every column `mapping` names is in `table`, once; else a did-you-mean over its columns.
+
+    The file's columns are shown only when they look like column names: a file named by
+    mistake (/etc/passwd, a key file) must not have its first line repeated in an error.
+    """
     names = table.column_names
+    listable = all(_COLUMN_NAME.fullmatch(n) for n in names)
     for name, column in mapping.items():
         count = names.count(column)
         if count == 0:
             shown = ", ".join(names[:_SHOWN_COLUMNS]) + (
                 " ..." if len(names) > _SHOWN_COLUMNS else ""
             )
-            raise DataError(
-                f"{path}: {name}: no column {column!r} in the file; "
+            listed = (
                 f"{did_you_mean(column, names)}its columns are {shown}"
+                if listable
+                else "its first line does not look like a header of column names"
             )
+            raise DataError(f"{path}: {name}: no column {column!r} in the file; {listed}")
         if count > 1:
             raise DataError(
                 f"{path}: {name}: the file has {count} columns named {column!r}; rename all but one"
@@ -524,8 +542,8 @@ def _iso_ns(arr: pa.Array, where: Where, name: str) -> np.ndarray:
 
 def _bytes_or_nothing(path: str) -> bytes:
     try:
-        return Path(path).read_bytes()
-    except OSError:
+        return read_input(path, limit=DATA_BYTES, what="data file")
+    except InputError:
         return b""
 
 

@@ -91,8 +91,10 @@ class LiveDriver(Engine):
         self.replaying = replaying
         self.timings: dict[str, list[float]] = timings if timings is not None else {}
         self._seen: dict[str, int] = {}
-        self.file_rows = (
-            load(suite.traffic.file, requests.class_names) if suite.traffic.file else None
+        self.file_rows = (  # python assertions imported now: a bad one fails before any call
+            load(suite.traffic.file, requests.class_names, code=True)
+            if suite.traffic.file
+            else None
         )
         self.answers: dict[int, str] = {}
 

@@ -9,12 +9,14 @@ recording's records exactly).
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 from harness.errors import EvalxError
 from harness.faults import schedule
+from harness.limits import DATA_BYTES, check_input, read_text
 from harness.live._driver import CALL_HEADER, FILTERED_HEADERS, LiveDriver
 from harness.run import RunResult, tables
 from harness.spec import Suite
@@ -31,6 +33,25 @@ def _same_call(r1: Any, r2: Any) -> None:
 def cassette_paths(directory: Path, suite: Suite) -> tuple[Path, Path]:
     """(cassette, timings) of a suite in a cassette directory."""
     return directory / f"{suite.name}.yaml", directory / f"{suite.name}.timings.json"
+
+
+def _timings(path: Path) -> dict[str, list[float]]:
+    """The timings recorded beside a cassette: call name -> latencies in seconds."""
+    text = read_text(path, limit=DATA_BYTES, what="timings file")
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise EvalxError(f"{path}: not valid JSON ({type(err).__name__}); re-record the "
+                         "cassette with evalx record") from None  # fmt: skip
+    ok = isinstance(data, dict) and all(
+        isinstance(v, list) and all(isinstance(x, int | float) and not isinstance(x, bool)
+                                    and math.isfinite(x) and x >= 0 for x in v)
+        for v in data.values()
+    )  # fmt: skip
+    if not ok:
+        raise EvalxError(f"{path}: expected a mapping of call names to lists of latencies "
+                         "(seconds); re-record the cassette with evalx record")  # fmt: skip
+    return {str(k): [float(x) for x in v] for k, v in data.items()}
 
 
 def live_run(
@@ -52,8 +73,9 @@ def live_run(
         cassette, timing_file = cassette_paths(replay, suite)
         if not cassette.exists():
             raise EvalxError(f"{cassette}: no cassette to replay; record one with evalx record")
+        check_input(cassette, limit=DATA_BYTES, what="cassette")
         if timing_file.exists():
-            timings = json.loads(timing_file.read_text(encoding="utf-8"))
+            timings = _timings(timing_file)
     driver = LiveDriver(
         suite, reqs, tape, schedule(suite), make_stack(suite), concurrency=concurrency,
         timings=timings, replaying=replay is not None,

@@ -12,6 +12,9 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 class Strict(BaseModel):
-    """Base for every suite section: unknown keys are errors, instances are immutable."""
+    """Base for every suite section: unknown keys are errors, instances are immutable, and
+    numbers are finite (.inf and .nan are refused, also from --set)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True, allow_inf_nan=False
+    )

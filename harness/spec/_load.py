@@ -21,7 +21,9 @@ import copy
 import datetime as dt
 import difflib
 import enum
+import math
 import re
+import sys
 import types
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -34,12 +36,15 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import TaggedScalar
+from ruamel.yaml.composer import Composer
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from harness.errors import Problem, SpecError
+from harness.limits import ALIASES, DEPTH, EXPANDED_TEXT, EXPANDED_VALUES, SUITE_BYTES, read_text
 
 __all__ = [
     "OVERRIDE_FILE",
@@ -63,23 +68,29 @@ OVERRIDE_FILE = "--set"
 
 M = TypeVar("M", bound=BaseModel)
 
+_UNICODE = "write the characters themselves (a surrogate escape only in a valid pair)"
+_FINITE = "write a finite number (e.g. 1e9 for a very large one); .inf and .nan are refused"
 _OVERRIDE_FORM = "write it as --set path.to.key=value, e.g. --set stack.retries.max_attempts=3"
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_INT_TAG = "tag:yaml.org,2002:int"
+_INT_DIGITS = sys.get_int_max_str_digits() or 4300
 
 
 # --------------------------------------------------------------------------- loading
 
 
-def load_suite_data(path: str | Path) -> tuple[dict[str, Any], LineMap]:
+def load_suite_data(path: str | Path, what: str = "suite file") -> tuple[dict[str, Any], LineMap]:
     """Parse a YAML suite into plain dicts, lists and scalars, and note each key's line.
 
     Plain data (no ruamel types) keeps the rest of the harness independent of the YAML
     library; the line map is what lets `validate` point at the offending line. Duplicate
     keys are an error rather than last-one-wins, because a silently dropped setting is
-    the hardest mistake to spot.
+    the hardest mistake to spot. The file is read within `harness.limits` (a regular file
+    up to a size, nesting and aliases bounded, numbers finite); `what` names its role in
+    errors (``suite file``, ``policy file``, ``gates file``).
     """
     file = str(path)
-    text = _read_text(Path(path), file)
+    text = read_text(path, limit=SUITE_BYTES, what=what)
     try:
         root = _round_trip().load(text)
     except DuplicateKeyError as exc:
@@ -88,9 +99,11 @@ def load_suite_data(path: str | Path) -> tuple[dict[str, Any], LineMap]:
         raise SpecError([_syntax_problem(file, exc)]) from exc
     except YAMLError as exc:
         raise SpecError([Problem(file, None, "", f"invalid YAML: {exc}")]) from exc
-    if not isinstance(root, dict):
-        got = "an empty file" if root is None else _show(root)
-        message = f"expected a mapping of suite keys at the top level, got {got}"
+    except _OverLimit as exc:
+        raise SpecError([Problem(file, exc.line, "", exc.message, exc.hint)]) from None
+    if not isinstance(root, dict):  # said by kind only: the file may be anything (a secret)
+        got = "an empty file" if root is None else _kind(root)
+        message = f"expected a mapping of {what.split()[0]} keys at the top level, got {got}"
         raise SpecError([Problem(file, 1, "", message, "start the file with `key: value` lines")])
     plain = _Plain(file)
     data = plain.mapping(root, ())
@@ -100,28 +113,89 @@ def load_suite_data(path: str | Path) -> tuple[dict[str, Any], LineMap]:
 
 
 def _round_trip() -> YAML:
-    """A fresh round-trip loader: it keeps line numbers and refuses duplicate keys."""
+    """A fresh round-trip loader: it keeps line numbers, refuses duplicate keys, and holds
+    nesting and aliases within `harness.limits`."""
     loader = YAML(typ="rt")
     loader.allow_duplicate_keys = False
+    loader.Composer = _BoundedComposer
     return loader
 
 
-def _read_text(path: Path, file: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        problem = Problem(file, None, "", "file not found", "check the path and the directory")
-    except IsADirectoryError:
-        problem = Problem(file, None, "", "is a directory, not a suite file")
-    except PermissionError:
-        problem = Problem(file, None, "", "permission denied", "make the file readable")
-    except UnicodeDecodeError as exc:
-        line = exc.object[: exc.start].count(b"\n") + 1
-        message = f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"
-        problem = Problem(file, line, "", message, "save the file as UTF-8")
-    except OSError as exc:
-        problem = Problem(file, None, "", f"cannot read the file: {exc.strerror or exc}")
-    raise SpecError([problem])
+def _kind(value: object) -> str:
+    """What a value is, without quoting it."""
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool) or value is None:
+        return "true, false or null"
+    return "a number" if isinstance(value, int | float) else "a single value"
+
+
+class _OverLimit(Exception):
+    """A YAML document over one of the limits of `harness.limits`, at a 1-based line."""
+
+    def __init__(self, line: int, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.line, self.message, self.hint = line, message, hint
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, refusing a document nested deeper than `DEPTH`, with more than
+    `ALIASES` aliases, or that would hold more than `EXPANDED_VALUES` values or
+    `EXPANDED_TEXT` of text once every alias is written out.
+
+    Aliases share one node here, so the check costs one pass over the document as written:
+    each node's expanded size is its own plus its children's, measured once when it is
+    complete (an alias to a node still open, a recursive alias, counts one). A "billion
+    laughs" file is refused in milliseconds instead of expanding to gigabytes later.
+    """
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader=loader)
+        self._sizes: dict[int, tuple[int, int]] = {}
+        self._aliases = 0
+        self._level = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        line = event.start_mark.line + 1 if event.start_mark is not None else 1
+        if isinstance(event, AliasEvent):
+            self._aliases += 1
+            if self._aliases > ALIASES.value:
+                message = f"too many YAML aliases, {ALIASES.exceeded()}"
+                raise _OverLimit(line, message, "write the values out")
+            return super().compose_node(parent, index)
+        self._level += 1
+        if self._level > DEPTH.value:
+            raise _OverLimit(line, f"nested too deep, {DEPTH.exceeded()}", "flatten the value")
+        node = super().compose_node(parent, index)
+        self._level -= 1
+        self._measure(node, line)
+        return node
+
+    def _measure(self, node: Node, line: int) -> None:
+        if isinstance(node, ScalarNode):
+            size = (1, len(str(node.value)))
+            digits = sum(c.isdigit() for c in str(node.value)[: _INT_DIGITS + 10])
+            if str(node.tag) == _INT_TAG and digits > _INT_DIGITS:  # int() would refuse it
+                raise _OverLimit(line, f"a whole number of more than {_INT_DIGITS} digits",
+                                 "write a smaller number")  # fmt: skip
+        else:
+            children = node.value if isinstance(node, SequenceNode) else [
+                child for pair in node.value for child in pair
+            ]  # fmt: skip
+            sizes = [self._sizes.get(id(child), (1, 0)) for child in children]
+            size = (1 + sum(v for v, _ in sizes), sum(t for _, t in sizes))
+        self._sizes[id(node)] = size
+        if size[0] > EXPANDED_VALUES.value:
+            held, limit = f"{size[0]:,} values", EXPANDED_VALUES
+        elif size[1] > EXPANDED_TEXT.value:
+            held, limit = f"{EXPANDED_TEXT.show(size[1])} of text", EXPANDED_TEXT
+        else:
+            return
+        message = f"this value holds {held} once its aliases are expanded, {limit.exceeded()}"
+        raise _OverLimit(line, message, "use fewer aliases: each *name repeats its anchor's value")
 
 
 def _syntax_problem(file: str, exc: MarkedYAMLError) -> Problem:
@@ -197,8 +271,16 @@ class _Plain:
         if isinstance(node, int):
             return int(node)
         if isinstance(node, float):
+            if not math.isfinite(node):
+                written = ".nan" if math.isnan(node) else ("-.inf" if node < 0 else ".inf")
+                self._problem(path, line, f"{written} is not a finite number", _FINITE)
+                return None
             return float(node)
         if isinstance(node, str):
+            bad = _text_problem(node)
+            if bad is not None:
+                self._problem(path, line, *bad)
+                return None
             return str(node)
         if isinstance(node, dt.date):
             return node
@@ -246,6 +328,9 @@ class _Plain:
         return True
 
     def _key(self, key: object, path: KeyPath, line: int | None) -> str | int | None:
+        if isinstance(key, str) and (bad := _text_problem(key)) is not None:
+            self._problem(path, line, f"invalid key: {bad[0]}", bad[1])
+            return None
         if isinstance(key, str):
             return str(key)
         if isinstance(key, int) and not isinstance(key, bool):
@@ -306,6 +391,8 @@ def _set_problem(key: str, message: str, hint: str | None = None) -> SpecError:
 def _split_override(text: str) -> tuple[list[str], str]:
     key, equals, value = text.partition("=")
     key = key.strip()
+    if not _encodable(text):  # bytes that are not UTF-8 reach argv as lone surrogates
+        raise _set_problem(key if _encodable(key) else "", "not UTF-8 text", _UNICODE)
     if not equals or not key:
         raise _set_problem(key, f"expected key=value, got {text!r}", _OVERRIDE_FORM)
     segments = [segment.strip() for segment in key.split(".")]
@@ -389,19 +476,59 @@ def _parse_value(raw: str, slot: _Slot | None, key: str) -> Any:
     if not text:
         return ""
     flow = text[0] in "[{"
+    loader = YAML(typ="safe", pure=True)
+    loader.Composer = _BoundedComposer
     try:
-        value = YAML(typ="safe", pure=True).load(text)
+        value = loader.load(text)
     except YAMLError as exc:
         if not flow:
             return text
         problem = getattr(exc, "problem", None) or "cannot parse"
         hint = "quote text that starts with [ or {, e.g. key='[draft]'"
         raise _set_problem(key, f"invalid YAML value {text!r}: {problem}", hint) from exc
+    except _OverLimit as exc:
+        raise _set_problem(key, exc.message, exc.hint) from None
     if isinstance(value, dict | list) and not flow:
         return text  # `a: b` or `- x` typed on a command line is text, not a block
+    bad = _bad_scalar(value)
+    if bad is not None:
+        raise _set_problem(key, f"{_show(text)} {bad[0]}", bad[1])
     if value is not None and not isinstance(value, str | dict | list) and _wants_text(slot):
         return text
     return value
+
+
+def _bad_scalar(value: Any) -> tuple[str, str] | None:
+    """What is wrong with a parsed value (bounded by the loader) and the fix, or None: a
+    number that is not finite, or unusable text (a lone surrogate escape, a NUL)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "holds a number that is not finite", _FINITE
+    if isinstance(value, str) and (bad := _text_problem(value)) is not None:
+        return f"holds {bad[0]}", bad[1]
+    if isinstance(value, dict):
+        items = [*value.keys(), *value.values()]
+        return next((bad for v in items if (bad := _bad_scalar(v)) is not None), None)
+    if isinstance(value, list):
+        return next((bad for v in value if (bad := _bad_scalar(v)) is not None), None)
+    return None
+
+
+def _text_problem(text: str) -> tuple[str, str] | None:
+    """Why `text` cannot be used (as a name, a path, anything) and the fix, or None."""
+    if not _encodable(text):
+        return "text with a lone surrogate escape (e.g. \\ud800)", _UNICODE
+    if "\x00" in text:
+        return "text with a NUL character (\\0)", "remove it"
+    return None
+
+
+def _encodable(text: str) -> bool:
+    """Whether `text` is valid Unicode (a YAML or JSON escape can make a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # --------------------------------------------------------------------------- schema
@@ -561,19 +688,29 @@ def validate(
     lines: LineMap,
     overridden: Collection[KeyPath] = (),
     files: Mapping[KeyPath, str] | None = None,
+    quote: bool = True,
 ) -> M:
     """Validate `data` into `model_cls`, or raise `SpecError` with one problem per mistake.
 
     Each problem names the dotted key as written in YAML, its line in `file` (or the line
     of the nearest parent that is written, when the key is missing), and a short message
     and hint. Values that came from an override (a path in `overridden`, or below one)
-    are reported against ``--set`` with no line. Problems are sorted by line.
+    are reported against ``--set`` with no line. Problems are sorted by line. Without
+    `quote`, a bad value is described by its kind (``got text``), never repeated: for a
+    file the suite names, which may be anything (a key file, /etc/passwd).
     """
     try:
         return model_cls.model_validate(data)
     except ValidationError as exc:
-        problems = _problems(exc, data, model_cls, file, lines, overridden, files)
+        problems = _problems(exc, data, model_cls, file, lines, overridden, files, quote)
         raise SpecError(problems) from exc
+
+
+class _Unquoted:
+    """A value an error may describe but not repeat."""
+
+    def __init__(self, value: object) -> None:
+        self.kind = _kind(value) if not isinstance(value, Mapping) else "a mapping"
 
 
 @dataclass
@@ -640,8 +777,11 @@ def _problems(
     lines: LineMap,
     overridden: Collection[KeyPath],
     files: Mapping[KeyPath, str] | None = None,
+    quote: bool = True,
 ) -> list[Problem]:
     errors = exc.errors(include_url=False)
+    if not quote:
+        errors = [{**e, "input": _Unquoted(e.get("input"))} for e in errors]
     located = [_locate(model_cls, data, tuple(error["loc"])) for error in errors]
     problems = [
         _problem(errors[i], located[i], file, lines, overridden, files)
@@ -836,6 +976,7 @@ def _describe(error: ErrorDetails, where: _Located, path: KeyPath) -> tuple[str,
         message = f"must match the pattern {ctx.get('pattern')}"
     elif kind in _EXPECTED:
         message = f"expected {_EXPECTED[kind]}, got {_show(value)}"
+        hint = _FINITE if kind == "finite_number" else None
     else:
         text = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         message = text[:1].lower() + text[1:]
@@ -885,6 +1026,8 @@ def _unquote(text: str) -> str | None:
 
 def _show(value: object) -> str:
     """A value as the user would write it in YAML, short enough for one line."""
+    if isinstance(value, _Unquoted):
+        return value.kind
     if isinstance(value, bool):
         return "true" if value else "false"
     if value is None:

@@ -8,8 +8,9 @@ documentation users read (`evalx validate` errors point back at these names).
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
-from pydantic import BeforeValidator, Field, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from harness.spec._base import NonNegFloat, PositiveFloat, Probability, Strict
 from harness.spec._policy import Policy
@@ -210,6 +211,32 @@ class Traffic(Strict):
 
 # --------------------------------------------------------------------------- models and tools
 
+_SECRET_PARAMS = ("key", "api_key", "apikey", "token", "access_token", "secret", "password")
+
+
+def _no_credentials(url: str) -> str:
+    """A URL without a user, password or key in it: those would land in cassettes, manifests
+    and logs. The message never repeats the URL (it holds the secret)."""
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        raise ValueError(
+            "the URL holds credentials (user:password@host); remove them and name the "
+            "environment variable holding the key with api_key_env"
+        )
+    if any(name.lower() in _SECRET_PARAMS for name, _ in parse_qsl(parts.query)):
+        raise ValueError(
+            "the URL holds a key in its query string; remove it and name the environment "
+            "variable holding the key with api_key_env"
+        )
+    return url
+
+
+Url = Annotated[str, AfterValidator(_no_credentials)]
+"""An endpoint URL, refused when it carries credentials."""
+
+CODE_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
+"""`module:function`, the form of every reference to user code (factories, tools)."""
+
 
 class Dist(Strict):
     """A distribution of milliseconds: lognormal through p50 and p99, exponential, constant,
@@ -341,8 +368,9 @@ class Model(Strict):
     """Capability tier this model belongs to (a name listed in `stack.tiers`)."""
     provider: Literal["sim", "openai"] = "sim"
     """`sim`: the simulated world; `openai`: any OpenAI-compatible chat-completions server."""
-    base_url: str | None = None
-    """`openai`: the server's base URL, e.g. http://127.0.0.1:8000/v1."""
+    base_url: Url | None = None
+    """`openai`: the server's base URL, e.g. http://127.0.0.1:8000/v1 (never with a key in
+    it: name the key's environment variable in `api_key_env`)."""
     model: str | None = None
     """`openai`: the model name the server knows (defaults to this model's key)."""
     api_key_env: str | None = None
@@ -402,9 +430,10 @@ class Tool(Strict):
 
     kind: Literal["tool", "retrieval"] = "tool"
     """`retrieval` calls can be degraded (empty or stale results) by faults."""
-    function: str | None = None
-    """Live runs: a Python callable `module:function(args: dict) -> dict | str`."""
-    endpoint: str | None = None
+    function: Annotated[str, Field(pattern=CODE_REF)] | None = None
+    """Live runs: a Python callable `module:function(args: dict) -> dict | str` (user code:
+    imported by `evalx validate` and `run`, refused by `--safe`)."""
+    endpoint: Url | None = None
     """Live runs: an HTTP endpoint; arguments are POSTed as JSON."""
     latency: Latency = Latency(p50_ms=150.0, p99_ms=900.0)
     """Service time of one call."""
@@ -424,6 +453,16 @@ class Tool(Strict):
     """Results carry customer personal data (name, email, phone) a model may leak."""
     timeout_ms: PositiveFloat | None = None
     """Timeout of a call to this tool, milliseconds; None = `stack.timeouts.tool_call_ms`."""
+
+    @field_validator("args_schema")
+    @classmethod
+    def _schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        from harness.guardrails import schema_problem
+
+        problem = schema_problem(schema) if schema is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return schema
 
     @model_validator(mode="after")
     def _whole_call(self) -> Tool:
@@ -697,9 +736,10 @@ class Stack(Strict):
     system_prompt_tokens: Annotated[int, Field(ge=0)] = 0
     """Tokens of the system prompt every model call carries (counted in its input tokens);
     a prefix a model's `cache` can hold."""
-    factory: Annotated[str, Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")] | None = None
+    factory: Annotated[str, Field(pattern=CODE_REF)] | None = None
     """Your own stack: `module:function` returning an object with `handle(request)` that
-    speaks the effect protocol (harness.stack); None runs the reference stack."""
+    speaks the effect protocol (harness.stack); None runs the reference stack. User code:
+    imported and called by `evalx validate` and `run`, refused by `--safe`."""
     factory_path: list[str] = Field(default_factory=lambda: ["."])
     """Directories searched for the factory's module, relative to the suite file."""
     fallback_down: bool = True
@@ -845,6 +885,10 @@ def reference_problems(suite: Suite) -> list[tuple[Path, str, list[str]]]:
     for name, m in suite.models.items():
         if m.tier not in tiers:
             out.append((("models", name, "tier"), f"unknown tier {m.tier!r}", tiers))
+        for cls in m.quality:  # a typo would silently leave the class at default_quality
+            if cls not in suite.traffic.mix:
+                message = f"unknown task class {cls!r} (not in traffic.mix)"
+                out.append((("models", name, "quality", cls), message, list(suite.traffic.mix)))
     for i, t in enumerate(tiers):
         if not any(m.tier == t for m in suite.models.values()):
             out.append((("stack", "tiers", i), f"tier {t!r} has no model", []))

@@ -8,9 +8,10 @@ the policy changes behaviour; no stack code changes.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from harness.spec._base import Strict
 
@@ -39,6 +40,15 @@ class CustomPii(Strict):
     pattern: str
     """Python regular expression matching the value."""
 
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression: {e}") from None
+        return pattern
+
 
 class PiiPolicy(Strict):
     """Personal data: what is detected and where it is redacted."""
@@ -51,6 +61,16 @@ class PiiPolicy(Strict):
     """Redact the user's text before any model, tool or record sees it."""
     redact_output: bool = True
     """Redact answers before they leave the stack (catches models leaking tool data)."""
+
+    @model_validator(mode="after")
+    def _distinct_names(self) -> PiiPolicy:
+        names = [c.name for c in self.custom]
+        for name in names:
+            if name in _ALL_PII:
+                raise ValueError(f"custom detector {name!r} clashes with a built-in kind")
+            if names.count(name) > 1:
+                raise ValueError(f"two custom detectors are named {name!r}; rename one")
+        return self
 
 
 class ToolPolicy(Strict):

@@ -52,8 +52,39 @@ class LoadedSuite:
 
     @property
     def suite_hash(self) -> str:
-        """sha256 of the resolved suite (defaults filled in), stable across key order."""
-        return _sha256(self.suite.model_dump(mode="json", exclude={"policies": {"file"}}))
+        """sha256 of the resolved suite (defaults filled in), stable across key order and
+        across checkouts: file paths are hashed relative to the suite's folder."""
+        dump = self.portable()
+        dump["policies"].pop("file", None)
+        return _sha256(dump)
+
+    def portable(self) -> dict[str, Any]:
+        """The suite as JSON data with every file path relative to the suite's folder.
+
+        The loader makes paths absolute so that any process can read the files; records
+        (manifests, hashes) hold them as a checkout-independent path instead, so that the
+        machine's directory layout never lands in a committed baseline.
+        """
+        dump = self.suite.model_dump(mode="json")
+        base = self.path.parent.resolve()
+
+        def rel(value: Any) -> Any:
+            if not isinstance(value, str):
+                return value
+            try:
+                return os.path.relpath(Path(value).resolve(), base)
+            except ValueError:  # another drive: nothing shorter to say
+                return value
+
+        for key in _PATHS:
+            node: Any = dump
+            for k in key[:-1]:
+                node = node.get(k) if isinstance(node, dict) else None
+            if isinstance(node, dict) and key[-1] in node:
+                node[key[-1]] = rel(node[key[-1]])
+        stack = dump["stack"]
+        stack["factory_path"] = [rel(d) for d in stack["factory_path"]]
+        return dump
 
     @property
     def policy_hash(self) -> str:
@@ -67,7 +98,7 @@ class LoadedSuite:
             "name": pol.name,
             "version": pol.version,
             "hash": self.policy_hash,
-            "file": pol.file,
+            "file": self.portable()["policies"]["file"],
         }
 
     def parameters(self) -> dict[str, dict[str, Any]]:
@@ -76,7 +107,7 @@ class LoadedSuite:
         Sources: `default`, `suite`, `policy` (the policy file) or `--set`.
         """
         out: dict[str, dict[str, Any]] = {}
-        dump = self.suite.model_dump(mode="json")
+        dump = self.portable()
         raw = {**self.data, "policies": self.suite_policy}
         _flatten(dump, (), raw, self.overrides, out)
         for key, entry in out.items():
@@ -86,6 +117,15 @@ class LoadedSuite:
         if self.policy_flag:
             out["policies.file"]["source"] = "--policy"
         return out
+
+
+_PATHS: tuple[tuple[str, ...], ...] = (
+    ("traffic", "file"),
+    ("traffic", "log", "path"),
+    ("world", "outcomes", "path"),
+    ("policies", "file"),
+)
+"""Every file path a suite holds (besides the list `stack.factory_path`)."""
 
 
 def _sha256(obj: Any) -> str:
@@ -160,7 +200,7 @@ def load_suite(
         policy_file = p.parent / ref
     policy_data: dict[str, Any] = {}
     if policy_file is not None:
-        if not policy_file.is_file():
+        if not policy_file.exists():  # anything else there is refused by the reader
             key: tuple[str | int, ...] = ("policies", "file")
             where, line = (
                 ("--policy", None)
@@ -170,8 +210,8 @@ def load_suite(
             hint = "check the path" if policy is not None else "paths are relative to the suite"
             raise SpecError([Problem(where, line, "policies.file" if policy is None else "",
                                      f"policy file {policy_file} not found", hint)])  # fmt: skip
-        policy_data, policy_lines = load_suite_data(policy_file)
-        validate(policy_data, Policy, file=str(policy_file), lines=policy_lines)
+        policy_data, policy_lines = load_suite_data(policy_file, "policy file")
+        validate(policy_data, Policy, file=str(policy_file), lines=policy_lines, quote=False)
         merged = _merge(policy_data, inline)
         merged["file"] = str(policy_file)
         data = {**data, "policies": merged}
@@ -227,11 +267,11 @@ def _include(
     files: dict[tuple[str | int, ...], str] = {}
     for j, ref in enumerate(refs):
         frag = p.parent / ref
-        if not frag.is_file():
+        if not frag.exists():  # anything else there is refused by the reader
             raise SpecError([Problem(str(p), lines.get((*key, j), lines.get(key)), f"include.{j}",
                                      f"fragment {frag} not found",
                                      "paths are relative to the suite file")])  # fmt: skip
-        frag_data, frag_lines = load_suite_data(frag)
+        frag_data, frag_lines = load_suite_data(frag, "suite fragment")
         if "include" in frag_data:
             raise SpecError([Problem(str(frag), frag_lines.get(key), "include",
                                      "a fragment cannot include other fragments",

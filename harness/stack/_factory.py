@@ -36,6 +36,10 @@ def make_stack(suite: Suite) -> RoutingStack:
             f"stack.factory: cannot import {module_name!r} ({err}); searched "
             f"{', '.join(suite.stack.factory_path)} and the Python path"
         ) from None
+    except Exception as err:  # the user's module failing as it loads
+        raise FactoryError(
+            f"stack.factory: importing {module_name!r} raised {type(err).__name__}: {err}"
+        ) from None
     finally:
         for p in added:
             if p in sys.path:
@@ -43,9 +47,21 @@ def make_stack(suite: Suite) -> RoutingStack:
     factory = getattr(module, func_name, None)
     if not callable(factory):
         raise FactoryError(f"stack.factory: {module_name!r} has no function {func_name!r}")
-    stack = factory(suite)
+    try:
+        stack = factory(suite)
+    except Exception as err:  # not a factory (e.g. os:system), or one that fails
+        raise FactoryError(
+            f"stack.factory: {spec}(suite) raised {type(err).__name__}: {_short(err)}; a "
+            "factory takes the Suite and returns an object with handle(request)"
+        ) from None
     if not callable(getattr(stack, "handle", None)):
         raise FactoryError(
             f"stack.factory: {spec} returned {type(stack).__name__}, which has no handle(request)"
         )
     return stack  # type: ignore[no-any-return]
+
+
+def _short(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    first = text[0] if text else ""
+    return first if len(first) <= 200 else first[:197] + "..."
