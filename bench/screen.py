@@ -3,7 +3,7 @@
 A benchmark, not a test: it prints figures and PASS/MISS per target and always exits 0.
 
     python bench/screen.py [--requests 1000000] [--settings 1000] [--naive-settings 20]
-                           [--repeats 3] [--json FILE]
+                           [--repeats 3] [--routing-settings 10] [--json FILE]
 
 Attempts are drawn at random, seeded: 3 tiers, 4 routes (40/30/20/10% of requests),
 1/2/3 attempts for 10/20/70% of requests, confidences Beta(5, 2), Beta(6, 2), Beta(8, 2)
@@ -20,6 +20,11 @@ lognormal, tokens cumulative integers, success 70/80/90% by tier. The thresholds
    recomputation with plain numpy means (not exact; math.fsum makes the reference
    exact and slower).
 4. Peak traced memory (tracemalloc) of one screen() call, and `threshold_for_share`.
+5. Routing tables on scenarios/support.yaml as shipped: the route probe (one probe run
+   per starting tier and route profile), then every setting of a grid over the
+   classifier's minimum confidence, the hard class's route and the threshold, screened
+   from it; against full engine runs of `--routing-settings` of those settings,
+   extrapolated (0 skips this part).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from typing import Any, TypeVar
 import numpy as np
 from _common import machine, print_targets, write_json  # bench/_common.py, beside this script
 
+from harness.spec import load_suite
 from harness.sweep._screen import (
     MEANS,
     Attempts,
@@ -127,6 +133,47 @@ def peak_traced_mib(fn: Callable[[], object]) -> float:
         tracemalloc.stop()
 
 
+SUPPORT = Path(__file__).resolve().parents[1] / "scenarios" / "support.yaml"
+MIN_CONFIDENCE = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
+HARD_ROUTES = ("reasoning", "escalation")
+ROUTING_THRESHOLDS = tuple(round(0.30 + 0.01 * i, 2) for i in range(61))
+
+
+def routing(full_runs: int) -> dict[str, Any]:
+    """Part 5: screen a routing-table grid from a route probe; time full runs of a few."""
+    from harness.run import simulate
+    from harness.sweep import route_probe
+
+    keys = ["stack.classifier.min_confidence", "stack.class_routes.hard"]
+    base = load_suite(SUPPORT).suite
+    rp, probe_s = timed(lambda: route_probe(base, keys))
+    combos = [(m, r) for m in MIN_CONFIDENCE for r in HARD_ROUTES]
+
+    def screen_all() -> int:
+        for m, r in combos:
+            own = load_suite(SUPPORT, [f"{keys[0]}={m}", f"{keys[1]}={r}"]).suite
+            screen(rp.probe_for(own).attempts, ROUTING_THRESHOLDS, FULL)
+        return len(combos) * len(ROUTING_THRESHOLDS)
+
+    settings, screen_s = timed(screen_all)
+    picked = combos[:: max(1, len(combos) // max(1, full_runs))][:full_runs]
+    flags = [[f"{keys[0]}={m}", f"{keys[1]}={r}", "stack.escalation.confidence_threshold=0.6"]
+             for m, r in picked]  # fmt: skip
+    _, runs_s = timed(lambda: [simulate(load_suite(SUPPORT, f).suite) for f in flags])
+    per_run = runs_s / max(1, len(picked))
+    return {
+        "requests": base.traffic.requests,
+        "probe_runs": len(rp.variants),
+        "probe_s": probe_s,
+        "settings": settings,
+        "screen_s": screen_s,
+        "settings_per_s": settings / (probe_s + screen_s),
+        "full_runs": len(picked),
+        "full_run_s": per_run,
+        "full_runs_extrapolated_s": per_run * settings,
+    }
+
+
 def report(fig: dict[str, Any]) -> dict[str, bool]:
     """Print the table and the targets; return target name -> met."""
     s, n = fig["settings"], fig["requests"]
@@ -168,6 +215,19 @@ def report(fig: dict[str, Any]) -> dict[str, bool]:
         ),
         "screen equals screen_naive bit for bit on the subset": not bad,
     }
+    rt = fig.get("routing")
+    if rt:
+        print(
+            f"\nrouting tables ({rt['requests']:,} requests of scenarios/support.yaml): route "
+            f"probe of {rt['probe_runs']} runs in {rt['probe_s']:.1f} s;\n{rt['settings']:,} "
+            f"settings (min_confidence x class_routes.hard x threshold) screened in "
+            f"{rt['screen_s']:.1f} s more:\n{rt['settings_per_s']:,.0f} settings/s all in"
+        )
+        print(
+            f"full engine runs: {rt['full_run_s']:.2f} s each ({rt['full_runs']} timed), "
+            f"{rt['full_runs_extrapolated_s'] / 60:,.0f} min for the grid: "
+            f"{rt['full_runs_extrapolated_s'] / (rt['probe_s'] + rt['screen_s']):,.0f}x slower"
+        )
     print_targets(targets)
     return targets
 
@@ -181,6 +241,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--naive-settings", type=int, default=20, help="thresholds for screen_naive (the check)"
     )
     p.add_argument("--repeats", type=int, default=3, help="screen() calls per variant")
+    p.add_argument(
+        "--routing-settings", type=int, default=10, help="full runs timed in part 5 (0: skip)"
+    )
     p.add_argument("--json", type=Path, help="write every figure to this file")
     args = p.parse_args(argv)
     n, s, repeats = args.requests, args.settings, max(1, args.repeats)
@@ -241,6 +304,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": share_s,
         },
     }
+    if args.routing_settings > 0:
+        fig["routing"] = routing(args.routing_settings)
     targets = report(fig)
     write_json(args.json, fig, targets)
     return 0

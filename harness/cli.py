@@ -395,6 +395,27 @@ def sweep(
             show_default=False,
         ),
     ] = None,
+    replications: Annotated[
+        int,
+        typer.Option(
+            help="Replications per finalist (seeds as evalx run --replications); constraints "
+            "must hold at their 95% confidence bound."
+        ),
+    ] = 5,
+    gates: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also apply CI's gates (an evalx compare gates file) as constraints.",
+            show_default=False,
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(
+            help="Run directory the gates compare against (default: the suite as it stands).",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -423,29 +444,28 @@ def sweep(
         ),
     ] = None,
 ) -> None:
-    """Screen a grid on the world tape, confirm the best with the engine, recommend one.
+    """Screen a grid on the world tape, confirm the best over replications, recommend one.
 
-    Exit 0 when a recommended setting meets every threshold, 1 when none does.
+    A setting is feasible when every threshold holds at its 95% confidence bound across
+    the replications, at the suite's seed, and (with --gates or --baseline) passes the
+    gates as evalx compare would. Exit 0 with a recommendation, 1 when none is feasible.
     """  # fmt: skip
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from harness.report import gaps_table, sweep_table
+    from harness.compare import load_gates
     from harness.run import run_id
     from harness.spec import load_suite
     from harness.spec._load import load_suite_data
     from harness.storage import check_out, write_run
-    from harness.sweep import (
-        gaps,
-        recommendation,
-        run_sweep,
-        sweep_frame,
-        target_share,
-    )
+    from harness.sweep import recommendation, run_sweep, sweep_frame, target_share
 
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = Console(width=min(Console().width, 100) if sys.stdout.isatty() else 100)
     err_console = Console(stderr=True)
     try:
+        if replications < 1:
+            raise EvalxError(f"--replications must be at least 1, got {replications}")
+        rules = load_gates(gates) if gates is not None else None
         loaded = load_suite(suite, set_ or [], policy)
         axes = dict(loaded.suite.sweep.grid)
         if grid is not None:
@@ -465,7 +485,8 @@ def sweep(
             best = confirm if confirm is not None else loaded.suite.sweep.confirm
             kind = executor_ or ("process" if workers > 1 else "inline")
             result = run_sweep(
-                loaded, axes, confirm=best, executor=_executor(kind, workers, scheduler),
+                loaded, axes, confirm=best, replications=replications, gates=rules,
+                baseline=baseline, executor=_executor(kind, workers, scheduler),
                 policy=str(policy) if policy else None, progress=progress,
             )  # fmt: skip
             if target is not None:
@@ -485,39 +506,154 @@ def sweep(
                    "grid": {k: str(v) for k, v in axes.items()}}, files)  # fmt: skip
     except EvalxError as err:
         raise _fail(err) from None
+    _print_sweep(console, loaded, result, frame, rec)
+    console.print(f"sweep directory: {target_dir}", highlight=False)
+    if not rec["recommended"]:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_sweep(console: Console, loaded: Any, result: Any, frame: Any, rec: Any) -> None:
+    """The sweep's terminal output: what ran, the best settings, the finalists with their
+    intervals, the recommendation's constraints and gate, warnings; 100 columns wide."""
+    from harness.report import gaps_table, sweep_table
+    from harness.sweep import gaps
+
     params = list(result.settings[0].params)
-    console.print(
-        f"[bold]{loaded.suite.name}[/bold] sweep: {len(result.settings)} settings, "
-        f"{result.screened} screened on the tape, {result.confirmed} confirmed in full",
-        highlight=False,
-    )
+    how = "screened on the tape" if result.tape else "screened by one full run each"
+    n = len(result.finalists)
+    console.print(f"[bold]{loaded.suite.name}[/bold] sweep: {len(result.settings)} settings "
+                  f"{how}; {n} finalist{'s' if n != 1 else ''} x {result.replications} "
+                  "replications", highlight=False)  # fmt: skip
+    console.print(f"  + one run each at the suite's seed {result.seed}: {result.runs} full "
+                  "runs", highlight=False)  # fmt: skip
     console.print(sweep_table(frame, params, loaded.suite.sweep.objective))
     for note in result.notes:
         console.print(f"note: {note}", highlight=False)
-    gap = gaps_table(gaps(result))
+    shown = ("success_rate", "cost_per_request_usd", "p95_latency_ms", "p99_latency_ms")
+    gap = gaps_table([g for g in gaps(result) if g["metric"] in shown])
     if gap is not None:
         console.print(gap)
+    console.print(_finalists_table(result, rec, params))
+    for f in rec["finalists"]:
+        if f["why_not"]:
+            label = result.settings[f["setting"]].label()
+            why = "; ".join(f"{r['constraint']}: {r['detail']}" for r in f["why_not"])
+            console.print(f"  ✗ {label}: {why}", highlight=False)
+    shown_rejected = rec["gate_rejected"][:5]
+    for g in shown_rejected:
+        label = result.settings[g["setting"]].label()
+        failures = g["gate"]["failures"]
+        more = f" (+{len(failures) - 1} more)" if len(failures) > 1 else ""
+        first = f"{failures[0]['check']}: {failures[0]['detail']}"
+        console.print(f"  ✗ {label}: gate at seed {result.seed}: {first}{more}",
+                      highlight=False)  # fmt: skip
+    if len(rec["gate_rejected"]) > len(shown_rejected):
+        console.print(f"  ✗ ... and {len(rec['gate_rejected']) - len(shown_rejected)} more "
+                      "settings that failed the gates (recommendation.json: gate_rejected)",
+                      highlight=False)  # fmt: skip
     if rec["target"]:
         t = rec["target"]
         console.print(f"target {t['target']}: threshold {t['threshold']:.4g} gives share "
                       f"{t['share']:.3f}  ({t['set']})", highlight=False)  # fmt: skip
+    gating = rec["gating"]
     if rec["recommended"]:
         r = rec["recommended"]
         console.print(f"[green]recommended[/green]: {result.settings[r['setting']].label()}",
                       highlight=False)  # fmt: skip
-        for c in r["constraints"]:
-            slack = "" if c.get("margin") is None else f" (margin {c['margin']:+,.4g})"
-            console.print(f"  ✓ {c['key']} {c['expression']}: {c['value']:,.6g}{slack}",
+        console.print(_constraints_table(r["constraints"], result.replications))
+        if gating:
+            g = r["gate"]
+            how = "paired" if g["paired"] else f"unpaired: {g['unpaired_because']}"
+            console.print(f"  gates {gating['gates']} vs {gating['baseline']} ({how}): pass",
                           highlight=False)  # fmt: skip
+        for off in rec["switched_off"]:
+            console.print(f"[yellow]note:[/yellow] {off}", highlight=False)
         console.print(f"  apply: {r['command']}", highlight=False)
     else:
         console.print(f"[red]no feasible setting[/red]; binding: {rec['binding_constraint']}",
                       highlight=False)  # fmt: skip
         if rec["closest"]:
             console.print(f"  closest: {rec['closest']['command']}", highlight=False)
-    console.print(f"sweep directory: {target_dir}")
-    if not rec["recommended"]:
-        raise typer.Exit(EXIT_FAILED)
+    for warning in rec["warnings"]:
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+def _num(value: float, sign: bool = False) -> str:
+    """A figure for the terminal: thousands with commas, small ones to 4 significant digits."""
+    plus = "+" if sign else ""
+    return f"{value:{plus},.0f}" if abs(value) >= 1000 else f"{value:{plus}.4g}"
+
+
+def _cell(metrics: dict[str, Any], key: str, scale: float, fmt: str) -> str:
+    """A confirmed metric as `mean ±half-width`, or `mean [low, high]` when the interval was
+    clipped to the metric's range (scaled; 100 for percent)."""
+    mean, low, high = (metrics.get(k) for k in (key, f"{key}_ci_low", f"{key}_ci_high"))
+    if mean is None:
+        return "-"
+    if low is None or high is None:
+        return format(scale * mean, fmt)
+    import math
+
+    m, lo, hi = scale * mean, scale * low, scale * high
+    if math.isclose(hi - m, m - lo, rel_tol=1e-6, abs_tol=1e-12):
+        return f"{m:{fmt}} ±{hi - m:{fmt}}"
+    return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
+
+
+def _finalists_table(result: Any, rec: Any, params: list[str]) -> Any:
+    """Every finalist: means over the replications with 95% intervals, and its verdict."""
+    from rich import box
+    from rich.table import Table
+
+    from harness.sweep import short_names
+
+    table = Table(title=f"Finalists: mean ±95% CI over {result.replications} replications "
+                  "(low and high where clipped to the range), route all", title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD)  # fmt: skip
+    table.add_column("")
+    names = short_names(params)
+    for p in params:
+        table.add_column(names[p], justify="right", min_width=min(len(names[p]), 24))
+    for name in ("success %", "cost/success $", "p95 s", "feasible"):
+        table.add_column(name, justify="right")
+    for f in rec["finalists"]:
+        m = f["metrics"] or {}
+        sid = f["setting"]
+        mark = "★" if sid == result.recommended else ("◆" if sid == result.current else "")
+        values = [str(v) for v in result.settings[sid].params.values()]
+        table.add_row(mark, *values, _cell(m, "success_rate", 100, ".1f"),
+                      _cell(m, "cost_per_success_usd", 1, ".4f"),
+                      _cell(m, "p95_latency_ms", 1e-3, ".1f"),
+                      "yes" if not f["why_not"] else "no")  # fmt: skip
+    return table
+
+
+def _constraints_table(checks: Any, replications: int) -> Any:
+    """The recommendation's constraints: mean, margin with its interval, P(next seed)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"  constraints over {replications} replications: margin > 0 is slack; "
+                  "P = chance it holds at another seed", title_justify="left",
+                  header_style="bold", box=box.SIMPLE_HEAD)  # fmt: skip
+    table.add_column("")
+    table.add_column("constraint", min_width=42, overflow="fold")
+    for name in ("mean", "margin [95% CI]", "P"):
+        table.add_column(name, justify="right", overflow="fold")
+    for c in checks:
+        text = f"{c['key']} {c['expression']}"
+        if len(text) > 42:
+            text = f"{c['key']}\n  {c['expression']}"
+        if c["margin"] is None:
+            margin = "-"
+        elif c["margin_low"] is None:
+            margin = _num(c["margin"], sign=True)
+        else:
+            margin = (f"{_num(c['margin'], sign=True)} [{_num(c['margin_low'], sign=True)}, "
+                      f"{_num(c['margin_high'], sign=True)}]")  # fmt: skip
+        mean = "-" if c["value"] is None else _num(c["value"])
+        table.add_row("✓" if c["passed"] else "✗", text, mean, margin, f"{c['p_holds']:.3f}")
+    return table
 
 
 def _frontier(frame: Any, result: Any) -> bytes | None:
@@ -528,22 +664,12 @@ def _frontier(frame: Any, result: Any) -> bytes | None:
         from harness.plots import frontier_png
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return None
-    import pandas as pd
+    from harness.sweep import frontier_points
 
-    rows = frame[frame["route"] == "all"]
-    best = rows.sort_values("stage").drop_duplicates("setting", keep="first")  # confirm first
-    points = pd.DataFrame({
-        "setting": best["setting"],
-        "label": [result.settings[s].label() for s in best["setting"]],
-        "stage": best["stage"],
-        "success_rate": best["success_rate"],
-        "cost_per_request_usd": best["cost_per_request_usd"],
-        "p95_latency_ms": best["p95_latency_ms"],
-        "feasible": best["feasible"],
-    })  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "frontier.png"
-        frontier_png(points, path, recommended=result.recommended, current=result.current)
+        frontier_png(frontier_points(result, frame), path, recommended=result.recommended,
+                     current=result.current)  # fmt: skip
         return path.read_bytes()
 
 

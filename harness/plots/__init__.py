@@ -13,15 +13,27 @@ Layout: `_common` (size, shared colours, make/label/save helpers) under `_fronti
 fault and spike windows) and `_tiers` (cost by route and tier, tier paths).
 """
 
-from harness.plots._frontier import FRONTIER_COLUMNS, frontier_png, pareto_mask
+from harness.plots._frontier import (
+    CONFIRMED_FRONTIER,
+    FRONTIER_COLUMNS,
+    INTERVAL_COLUMNS,
+    SCREENED,
+    frontier_figure,
+    frontier_png,
+    pareto_mask,
+)
 from harness.plots._latency import latency_cdf_png
 from harness.plots._tiers import cost_png, paths_png
 from harness.plots._timeline import _bucket_size as _bucket_size
 from harness.plots._timeline import timeline_png
 
 __all__ = [
+    "CONFIRMED_FRONTIER",
     "FRONTIER_COLUMNS",
+    "INTERVAL_COLUMNS",
+    "SCREENED",
     "cost_png",
+    "frontier_figure",
     "frontier_png",
     "latency_cdf_png",
     "pareto_mask",

@@ -1,6 +1,7 @@
-"""The sweep's figure: settings as cost per request vs success rate, the Pareto frontier
-(`pareto_mask`), and labels for the recommended and current settings placed where they
-cover the fewest points.
+"""The sweep's figure: settings as cost per request vs success rate; confirmed settings
+with their across-replication intervals and the Pareto frontier (`pareto_mask`) through
+them alone; screened settings apart, as another marker; and labels for the recommended and
+current settings placed where they cover the fewest points.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.colors import Colormap, Normalize
+    from matplotlib.figure import Figure
     from matplotlib.text import Annotation
     from matplotlib.transforms import Bbox
 
@@ -32,6 +34,11 @@ FRONTIER_COLUMNS = (
     "feasible",
 )
 """The columns `frontier_png` reads; other columns are ignored."""
+INTERVAL_COLUMNS = ("success_low", "success_high", "cost_low", "cost_high")
+"""Optional: 95% intervals of a confirmed setting's success rate and cost (error bars)."""
+CONFIRMED_FRONTIER = "confirmed frontier"
+SCREENED = "screened (not confirmed)"
+INTERVAL_LABEL = "95% CI over replications"
 
 _STAGES = ("screen", "confirm")
 _NO_LATENCY = "#bdbdbd"
@@ -94,19 +101,39 @@ def frontier_png(
     title: str = "Sweep: cost vs success",
     constraint_success: float | None = None,
 ) -> Path:
-    """Draw a sweep's settings as cost per request vs success rate; write a PNG; its path.
+    """Draw `frontier_figure` and write it as a PNG; its path. The parent folder must exist."""
+    fig = frontier_figure(points, recommended=recommended, current=current, title=title,
+                          constraint_success=constraint_success)  # fmt: skip
+    out = Path(path)
+    fig.savefig(out, format="png", dpi=_DPI)
+    return out
 
-    `points` holds one row per setting (route `all`) with the `FRONTIER_COLUMNS`. Colour
-    shows p95 latency (grey when unknown; no colorbar when none is known); screened
-    settings are small and translucent, confirmed ones large with a black edge; settings
-    that miss an objective are drawn as crosses. The Pareto frontier (`pareto_mask`) is a
-    step line: the best success reachable at each cost. `recommended` and `current` are
-    setting ids (a star and a diamond, each annotated with its label, once when they are
-    the same); `constraint_success` (0..1) adds a dashed objective line. The image is
-    9x6 in at 120 dpi (1080x720 px); the parent folder must exist. Each annotation goes
-    where its text covers the fewest points without leaving the axes or overlapping the
-    other. Raises ValueError when `points` lacks a column, repeats a setting, names an
-    unknown stage, or does not contain `recommended` or `current`.
+
+def frontier_figure(
+    points: pd.DataFrame,
+    *,
+    recommended: int | None,
+    current: int | None,
+    title: str = "Sweep: cost vs success",
+    constraint_success: float | None = None,
+) -> Figure:
+    """A sweep's settings as cost per request vs success rate, as a matplotlib Figure.
+
+    `points` holds one row per setting (route `all`) with the `FRONTIER_COLUMNS`, and
+    optionally `INTERVAL_COLUMNS` for confirmed settings. Colour shows p95 latency (grey
+    when unknown; no colorbar when none is known). Confirmed settings are large circles
+    with a black edge and, where intervals are given, error bars labelled
+    `INTERVAL_LABEL`; screened settings are small translucent triangles labelled
+    `SCREENED`, never joined to the frontier; settings that miss an objective are drawn
+    as crosses. The Pareto frontier (`pareto_mask`) runs through confirmed settings only
+    (all settings when none is confirmed): a step line labelled `CONFIRMED_FRONTIER`, the
+    best success reachable at each cost. `recommended` and `current` are setting ids (a
+    star and a diamond, each annotated with its label, once when they are the same);
+    `constraint_success` (0..1) adds a dashed objective line. The figure is 9x6 in at
+    120 dpi (1080x720 px). Each annotation goes where its text covers the fewest points
+    without leaving the axes or overlapping the other. Raises ValueError when `points`
+    lacks a column, repeats a setting, names an unknown stage, or does not contain
+    `recommended` or `current`.
     """
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
@@ -131,8 +158,11 @@ def frontier_png(
             sel = (confirmed == stage_confirmed) & (feasible == ok)
             if sel.any():
                 _scatter(ax, cost[sel], percent[sel], colours[sel], stage_confirmed, ok)
+    has_intervals = _error_bars(ax, points, confirmed, cost, percent)
 
-    on_front = pareto_mask(cost, success)
+    basis = confirmed if confirmed.any() else np.ones_like(confirmed)
+    on_front = np.zeros_like(confirmed)
+    on_front[basis] = pareto_mask(cost[basis], success[basis])
     draw_front = np.unique(cost[on_front]).size > 1  # a lone point needs no line
     if draw_front:
         order = np.lexsort((success[on_front], cost[on_front]))
@@ -144,6 +174,7 @@ def frontier_png(
             linewidth=1.2,
             alpha=0.8,
             zorder=3,
+            label=CONFIRMED_FRONTIER if confirmed.any() else "Pareto frontier",
         )
 
     if constraint_success is not None:
@@ -186,6 +217,8 @@ def frontier_png(
             has_confirm=bool(confirmed.any()),
             has_infeasible=bool((~feasible).any()),
             has_frontier=draw_front,
+            frontier_label=CONFIRMED_FRONTIER if confirmed.any() else "Pareto frontier",
+            has_intervals=has_intervals,
             has_unknown_latency=bool(np.isnan(p95).any()),
             recommended=recommended,
             current=current,
@@ -199,10 +232,30 @@ def frontier_png(
 
     fig.draw_without_rendering()  # lay the figure out first: annotations are placed in pixels
     _annotate(ax, marked, cost, percent)
+    return fig
 
-    out = Path(path)
-    fig.savefig(out, format="png", dpi=_DPI)
-    return out
+
+def _error_bars(
+    ax: Axes,
+    points: pd.DataFrame,
+    confirmed: npt.NDArray[np.bool_],
+    cost: npt.NDArray[np.float64],
+    percent: npt.NDArray[np.float64],
+) -> bool:
+    """95% intervals of the confirmed settings as error bars; whether any were drawn."""
+    if not all(c in points.columns for c in INTERVAL_COLUMNS) or not confirmed.any():
+        return False
+    lo_s, hi_s, lo_c, hi_c = (points[c].to_numpy(dtype=float)[confirmed] for c in INTERVAL_COLUMNS)
+    x, y = cost[confirmed], percent[confirmed]
+    known = ~(np.isnan(lo_s) | np.isnan(hi_s) | np.isnan(lo_c) | np.isnan(hi_c))
+    if not known.any():
+        return False
+    yerr = np.vstack([y - 100 * lo_s, 100 * hi_s - y])[:, known]
+    xerr = np.vstack([x - lo_c, hi_c - x])[:, known]
+    ax.errorbar(x[known], y[known], yerr=np.maximum(yerr, 0), xerr=np.maximum(xerr, 0),
+                fmt="none", ecolor="#444444", elinewidth=1.0, capsize=3, zorder=3.5,
+                label=INTERVAL_LABEL)  # fmt: skip
+    return True
 
 
 def _check_points(points: pd.DataFrame, *, recommended: int | None, current: int | None) -> None:
@@ -254,28 +307,29 @@ def _scatter(
     confirmed: bool,
     feasible: bool,
 ) -> None:
-    marker = "o" if feasible else "X"
     if confirmed:
         ax.scatter(
             cost,
             success,
             s=80 if feasible else 95,
-            marker=marker,
+            marker="o" if feasible else "X",
             c=colours,
             edgecolors="black",
             linewidths=1.0,
             zorder=4,
+            label="confirmed" if feasible else "confirmed, misses an objective",
         )
     else:
         ax.scatter(
             cost,
             success,
-            s=16 if feasible else 22,
-            marker=marker,
+            s=22 if feasible else 24,
+            marker="^" if feasible else "x",
             c=colours,
             alpha=0.5,
-            linewidths=0,
+            linewidths=0 if feasible else 1.0,
             zorder=2,
+            label=SCREENED if feasible else f"{SCREENED}, misses an objective",
         )
 
 
@@ -306,6 +360,8 @@ def _legend_handles(
     has_infeasible: bool,
     has_frontier: bool,
     has_unknown_latency: bool,
+    frontier_label: str = "Pareto frontier",
+    has_intervals: bool = False,
     recommended: int | None,
     current: int | None,
     constraint_success: float | None,
@@ -318,13 +374,15 @@ def _legend_handles(
     handles: list[Artist] = []
     if has_screen:
         handles.append(
-            Line2D(
-                [], [], ls=none, marker="o", ms=5, color=grey, alpha=0.6, mew=0, label="screened"
-            )
+            Line2D([], [], ls=none, marker="^", ms=6, color=grey, alpha=0.6, mew=0, label=SCREENED)
         )
     if has_confirm:
         handles.append(
             Line2D([], [], ls=none, marker="o", ms=9, color=grey, mec="black", label="confirmed")
+        )
+    if has_intervals:
+        handles.append(
+            Line2D([], [], color="#444444", lw=1.0, marker="|", ms=8, label=INTERVAL_LABEL)
         )
     if has_infeasible:
         handles.append(
@@ -337,7 +395,7 @@ def _legend_handles(
             Line2D([], [], ls=none, marker="o", ms=7, color=_NO_LATENCY, mew=0, label="p95 unknown")
         )
     if has_frontier:
-        handles.append(Line2D([], [], color="black", lw=1.2, label="Pareto frontier"))
+        handles.append(Line2D([], [], color="black", lw=1.2, label=frontier_label))
     if recommended is not None:
         handles.append(
             Line2D(

@@ -1,22 +1,27 @@
 """Sweeping routing parameters: screen on the tape, confirm with the engine, recommend.
 
-Screening: parameters that only change routing decisions (the answer-confidence
-threshold) are evaluated without re-running the engine. One *probe* run per combination
-of the other parameters, with every dynamic off (no capacity limits, rate limits,
-breakers or retry budget) and the threshold at 1 (always escalate), records every good
-answer a request gets on its way up the tiers. For any threshold the accepted answer is
-then the first with enough confidence, so success, cost, tokens and exact latency
-percentiles follow from the recorded attempts (harness.sweep._screen). Failures keep their
-price: timed-out calls before an answer are billed in its cost, and an answer that would
-go to a human for approval carries the human's time, price and verdict (the tape's). With
-no dynamics in the suite (the human team's capacity included) this is exactly what the
-engine would produce.
+Screening: parameters that only change routing decisions are evaluated without
+re-running the engine. The answer-confidence threshold comes from one *probe* run with
+every dynamic off (no capacity limits, rate limits, breakers or retry budget) and the
+threshold at 1 (always escalate), which records every good answer a request gets on its
+way up the tiers; for any threshold the accepted answer is then the first with enough
+confidence, so success, cost, tokens and exact latency percentiles follow from the
+recorded attempts (harness.sweep._screen). The classifier's minimum confidence and the
+route tables (`ROUTING`) come from a *route probe*, the probe recorded from every
+starting tier (harness.sweep._probe). Failures keep their price: timed-out calls before an
+answer are billed in its cost, and an answer that would go to a human for approval
+carries the human's time, price and verdict (the tape's). With no dynamics in the suite
+(the human team's capacity included) this is exactly what the engine would produce. A
+grid over parameters that change dynamics (retries, timeouts, capacity, ...) is screened
+by one full run per setting at the suite's seed instead.
 
-Confirmation: the best settings and the current one run through the full engine (queues,
-breakers, faults) on an executor, because routing changes load and load changes latency.
-Parameters that change dynamics (retries, timeouts, capacity, ...) are always run in full.
-The recommendation is the best feasible confirmed setting: every threshold of the suite
-is a constraint, `sweep.objective` the objective.
+Confirmation (harness.sweep._confirm): the best settings and the current one run through
+the full engine (queues, breakers, faults), because routing changes load and load
+changes latency: R replications each, plus one run at the suite's seed. Every threshold of
+the suite is a constraint judged at its confidence bound; `--gates` adds CI's gates
+against a baseline. The recommendation is the best feasible finalist by the mean of
+`sweep.objective`, with warnings when its value sits on the edge of the grid and a plain
+statement of any mechanism it switches off (harness.sweep._advice).
 """
 
 from __future__ import annotations
@@ -24,43 +29,58 @@ from __future__ import annotations
 import itertools
 import math
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.engine import Engine
-from harness.errors import EvalxError, Problem, SpecError
+from harness.errors import Problem, SpecError
 from harness.executor import Executor, InlineExecutor
-from harness.faults import phases, schedule
-from harness.records import arrivals, requests_table
-from harness.spec import LoadedSuite, Suite, load_suite
+from harness.spec import LoadedSuite, load_suite
 from harness.spec._load import locate_key, suggest
-from harness.stack import make_stack
-from harness.sweep._screen import Attempts, screen
-from harness.thresholds import (
-    OPERATORS,
-    Threshold,
-    as_records,
-    compile_thresholds,
-    evaluate,
+from harness.sweep._advice import edge_warnings, short_names, switched_off
+from harness.sweep._confirm import (
+    Baseline,
+    SweepError,
+    Unit,
+    across,
+    constraints,
+    full_run,
+    read_baseline,
 )
-from harness.traffic import Requests, sample_requests
-from harness.world import sample_tape
+from harness.sweep._probe import (
+    ROUTING,
+    THRESHOLD,
+    Probe,
+    is_routing,
+    probe,
+    route_probe,
+    routing_problem,
+)
+from harness.sweep._screen import screen
+from harness.thresholds import OPERATORS, Threshold, compile_thresholds
 
-SCREENABLE = ("stack.escalation.confidence_threshold",)
-"""Parameters that only change routing decisions, so the tape can evaluate them."""
+if TYPE_CHECKING:
+    from harness.compare import Gates
+
+__all__ = [
+    "ROUTING", "SCREENABLE", "Probe", "SweepError", "Unit", "full_run", "probe", "short_names",
+]  # fmt: skip
+
+SCREENABLE = (THRESHOLD,)
+"""The parameter screened for many values at once from one probe (the threshold); the
+routing parameters in `ROUTING` are screened too, from a route probe."""
 METRICS = (
     "success_rate", "cost_per_request_usd", "cost_per_success_usd", "tokens_per_request",
     "mean_latency_ms", "p50_latency_ms", "p95_latency_ms", "p99_latency_ms",
 )  # fmt: skip
 """Metrics a sweep reports per setting and route (all in the run summary too)."""
+INTERVAL_METRICS = (*METRICS, "escalation_rate")
+"""Metrics confirmed rows carry an across-replication interval for (`<m>_ci_low/high`)."""
 _RANGE = re.compile(r"^\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*:\s*([-+0-9.eE]+)\s*$")
-
-
-class SweepError(EvalxError):
-    """A sweep that cannot run as asked."""
 
 
 # --------------------------------------------------------------------------- the grid
@@ -94,7 +114,9 @@ class Setting:
         return [f"{k}={_yaml(v)}" for k, v in self.params.items()]
 
     def label(self) -> str:
-        return ", ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in self.params.items())
+        """`name=value, ...` with each parameter's shortest name that tells it apart."""
+        names = short_names(list(self.params))
+        return ", ".join(f"{names[k]}={v}" for k, v in self.params.items())
 
 
 def _yaml(v: Any) -> str:
@@ -132,174 +154,6 @@ def grid_settings(loaded: LoadedSuite, grid: Mapping[str, list[Any] | str]) -> l
 
 def _flags(loaded: LoadedSuite) -> list[str]:
     return [text for text in loaded.overrides.values()]
-
-
-# --------------------------------------------------------------------------- screening
-
-
-def _without_dynamics(suite: Suite, threshold: float) -> Suite:
-    """The suite with no queues (humans' included), rate limits, breakers or retry budget,
-    always escalating; session users never leave (screening sees every turn)."""
-    data = suite.model_dump()
-    for section in ("models", "tools"):
-        for spec in data[section].values():
-            spec["capacity"] = None
-            spec["rate_limit"] = None
-    data["handoff"]["capacity"] = None
-    data["stack"]["breaker"]["enabled"] = False
-    data["stack"]["retry_budget"] = None
-    data["stack"]["escalation"]["confidence_threshold"] = threshold
-    if data["traffic"].get("sessions") is not None:  # every turn arrives: one row per request
-        data["traffic"]["sessions"]["abandon_after_failure"] = 0.0
-    return Suite.model_validate(data)
-
-
-@dataclass
-class Probe:
-    """Attempts of one probe run, with the names needed to read them."""
-
-    attempts: Attempts
-    routes: list[str]
-    tiers: list[str]
-    approximate: int = 0
-    """Requests whose earlier answers carry an evasive action: its time after such an
-    answer is not on the probe's path, so screening is approximate for them."""
-
-
-def _recognised_high_impact(s: Suite, reqs: Requests) -> np.ndarray:
-    """Requests whose high-impact action the stack's recognizer sees in the call the world
-    proposes for it (an evasive one goes through a tool and arguments it does not know)."""
-    from harness.content import evasive_call
-    from harness.guardrails import ActionRecognizer
-
-    act = s.policies.actions
-    rec = ActionRecognizer([*act.prohibited, *act.high_impact], act.phrases)
-    ec = s.traffic.edge_cases
-    plain = rec.of_call(ec.high_impact_action, None) in act.high_impact
-    out = np.zeros(len(reqs), dtype=bool)
-    for r in np.flatnonzero(reqs.high_impact).tolist():
-        if reqs.evasive[r]:
-            call = rec.of_call(*evasive_call(ec.evasive_tool, r))
-            out[r] = call in act.high_impact
-        else:
-            out[r] = plain
-    return out
-
-
-def probe(suite: Suite) -> Probe:
-    """Run the dynamics-free, always-escalating probe and collect every good answer."""
-    s = _without_dynamics(suite, 1.0)
-    reqs = sample_requests(s)
-    tape = sample_tape(s, reqs)
-    engine = Engine(s, reqs, tape, schedule(s), make_stack(s), probe=True)
-    trace = engine.run()
-    arrival = arrivals(trace, reqs)  # closed-loop sessions: the probe's own turn times
-    table = requests_table(trace, reqs, phases(s, arrival))
-    human_s, human_right = tape.handoff_s, tape.handoff_u < s.handoff.quality
-    del engine.tape, tape
-    n = len(reqs)
-    tiers = list(s.stack.tiers)
-    model_tier = np.array([tiers.index(m.tier) for m in s.models.values()], dtype=np.int16)
-    rows = engine.attempts or []
-    rid = np.array([r[0] for r in rows], dtype=np.int64)
-    counts = np.bincount(rid, minlength=n) if rows else np.zeros(n, np.int64)
-    # Did a request go on asking for answers after its last good one (a higher tier that
-    # then failed)? Then that answer was not accepted at threshold 1, and the request's real
-    # ending is one more attempt, accepted whatever the threshold.
-    last_ok = np.full(n, -np.inf)
-    if rows:
-        np.maximum.at(last_ok, rid, np.array([r[1] for r in rows], dtype=np.float64))
-    answer = engine.codes["name"].index.get("answer")
-    last_ask = np.full(n, -np.inf)
-    if answer is not None:
-        span_rid = engine.spans.column("request_id")
-        asked = engine.spans.column("name") == answer
-        np.maximum.at(last_ask, span_rid[asked], engine.spans.column("start_s")[asked])
-    went_on = (counts > 0) & (last_ask >= last_ok)
-    width = int(max(1, (counts + went_on).max() if n else 1))
-    shape = (n, width)
-    conf = np.full(shape, np.inf)
-    lat = np.zeros(shape)
-    ends = np.zeros(shape)  # virtual time each answer arrived
-    cost = np.zeros(shape)
-    tokens = np.zeros(shape)
-    ok = np.zeros(shape, bool)
-    tier = np.zeros(shape, np.int16)
-    if rows:
-        order = np.argsort(rid, kind="stable")
-        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        k = np.arange(len(rows)) - start[rid[order]]
-        r = rid[order]
-        cols = list(zip(*[rows[i] for i in order], strict=True))
-        t_end = np.asarray(cols[1], dtype=np.float64)
-        conf[r, k] = np.asarray(cols[5], dtype=np.float64)
-        lat[r, k] = (t_end - arrival[r]) * 1000.0
-        ends[r, k] = t_end
-        cost[r, k] = np.asarray(cols[2], dtype=np.float64)
-        tokens[r, k] = np.asarray(cols[3], dtype=np.float64) + np.asarray(cols[4], np.float64)
-        ok[r, k] = np.asarray(cols[6], dtype=bool)
-        tier[r, k] = model_tier[np.asarray(cols[7], dtype=np.int64)]
-    # the last attempt is where the probe request really ended: take its recorded outcome
-    m = np.maximum(counts + went_on, 1)
-    last = m - 1
-    idx = np.arange(n)
-    conf[idx, last] = np.inf
-    lat[idx, last] = table["latency_ms"].to_numpy()
-    cost[idx, last] = table["cost_usd"].to_numpy()
-    tokens[idx, last] = table["input_tokens"].to_numpy() + table["output_tokens"].to_numpy()
-    ok[idx, last] = table["success"].to_numpy()
-    served = table["served_by"].to_pylist()
-    served_tier = np.array([tiers.index(t) if t in tiers else -1 for t in served])
-    tier[idx[went_on], last[went_on]] = np.where(
-        served_tier[went_on] >= 0, served_tier[went_on], tier[idx[went_on], last[went_on] - 1]
-    )
-    no_answer = counts == 0
-    tier[no_answer] = np.array([tiers.index(t) if t in tiers else 0 for t in served])[no_answer][
-        :, None
-    ]
-    # an earlier answer from a tier that may not take the request's high-impact action
-    # would have gone to a human for approval: the human's time, price and verdict
-    if s.policies.enforce:
-        allowed = np.array([t in s.policies.actions.high_impact_tiers for t in tiers])
-        high = _recognised_high_impact(s, reqs)[:, None] & ~allowed[tier]
-        earlier = np.arange(width)[None, :] < last[:, None]
-        r, k = np.nonzero(high & earlier)
-        if len(r):
-            lat[r, k] = (ends[r, k] + human_s[r] - arrival[r]) * 1000.0
-            cost[r, k] += s.handoff.cost_usd
-            ok[r, k] = human_right[r]
-    routes = [str(r) for r in table["route"].to_pylist()]
-    route_names = sorted(set(routes))
-    group = np.searchsorted(np.asarray(route_names, dtype=object), np.asarray(routes, dtype=object))
-    att = Attempts(
-        confidence=conf, latency_ms=lat, cost_usd=cost, tokens=tokens, success=ok, tier=tier,
-        count=m, group=group.astype(np.int64), n_tiers=len(tiers), n_groups=len(route_names),
-    )  # fmt: skip
-    acts = reqs.prohibited | reqs.high_impact | reqs.injection
-    approximate = int(((m > 1) & reqs.evasive & acts).sum())
-    return Probe(att, route_names, tiers, approximate)
-
-
-# --------------------------------------------------------------------------- full runs
-
-
-@dataclass(frozen=True)
-class Unit:
-    """A full run to do: the suite file, its flags and the setting's flags."""
-
-    path: str
-    flags: tuple[str, ...]
-    policy: str | None
-
-
-def full_run(unit: Unit) -> dict[str, Any]:
-    """Simulate one setting through the engine; summary rows and threshold outcomes."""
-    from harness.run import simulate
-
-    loaded = load_suite(unit.path, list(unit.flags), unit.policy)
-    result = simulate(loaded.suite)
-    outcomes = evaluate(compile_thresholds(loaded), result.requests)
-    return {"summary": result.summary.to_pylist(), "thresholds": as_records(outcomes)}
 
 
 # --------------------------------------------------------------------------- constraints
@@ -372,6 +226,31 @@ class SweepResult:
     screened: int = 0
     confirmed: int = 0
     notes: list[str] = field(default_factory=list)
+    replications: int = 1
+    seeds: list[int] = field(default_factory=list)
+    """The replications' seeds (`replication_seed(root, r)`), the same for every finalist."""
+    seed: int = 0
+    """The suite's own seed: every finalist also runs once at it."""
+    runs: int = 0
+    """Full runs through the engine, all stages."""
+    tape: bool = False
+    """Screened on the tape (else by one full run per setting)."""
+    finalists: list[int] = field(default_factory=list)
+    at_seed: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
+    """Per finalist, its run at the suite's seed: metrics per route."""
+    gates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    """Per finalist, the gate verdict (`harness.sweep._confirm.gate`)."""
+    gating: dict[str, Any] | None = None
+    """The gates file and baseline, when gated."""
+    reasons: dict[int, list[dict[str, str]]] = field(default_factory=dict)
+    """Per finalist (and gate-rejected setting), why it is infeasible: `constraint` (what
+    failed) and `detail` (how); empty when feasible."""
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    """Edge-of-grid warnings for the recommended (or closest) setting."""
+    switched_off: list[str] = field(default_factory=list)
+    """Mechanisms the recommended setting turns off, said plainly."""
+    gate_rejected: list[int] = field(default_factory=list)
+    """Settings gated at the suite's seed that failed, before any replication."""
 
 
 def _metrics_row(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -404,80 +283,300 @@ def run_sweep(
     grid: Mapping[str, list[Any] | str],
     *,
     confirm: int,
+    replications: int = 5,
+    gates: Gates | None = None,
+    baseline: str | Path | None = None,
     executor: Executor | None = None,
     policy: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> SweepResult:
-    """Screen the grid, confirm the best and the current setting, recommend one."""
+    """Screen the grid, confirm the best and the current setting, recommend one.
+
+    Stages: screen every setting (on the tape, or by one full run at the suite's seed when
+    the grid changes dynamics); with gates, run the best screened settings at the suite's
+    seed and gate them as `evalx compare` would, in screen order, until `confirm` pass
+    (at most `GATE_BUDGET` x `confirm` runs); then `replications` full runs of each
+    finalist (the `confirm` best, and the current setting) judge the constraints at their
+    confidence bounds. `gates` and `baseline` turn the gates on (either alone: the default
+    gates, or the suite as it stands as the baseline).
+    """
+    from harness.replicate import replication_seed
+
+    if replications < 1:
+        raise SweepError(f"--replications must be at least 1, got {replications}")
+    if confirm < 1:
+        raise SweepError(f"--confirm must be at least 1, got {confirm}")
+    base = read_baseline(baseline) if baseline is not None else None
+    gated = gates is not None or base is not None
+    if gated and gates is None:
+        from harness.compare import Gates
+
+        gates = Gates()
     ex = executor or InlineExecutor()
     thresholds = compile_thresholds(loaded)
     objective = objective_of(loaded)
     settings = grid_settings(loaded, grid)
     flags = _flags(loaded)
-    current = _current_setting(loaded, settings)
-    result = SweepResult(settings, [], current, {}, {}, objective)
-    screen_keys = [k for k in settings[0].params if k in SCREENABLE]
-    groups: dict[tuple[tuple[str, Any], ...], list[Setting]] = {}
-    for st in settings:
-        dyn = tuple((k, v) for k, v in st.params.items() if k not in SCREENABLE)
-        groups.setdefault(dyn, []).append(st)
+    root = loaded.suite.seed
+    seeds = [replication_seed(root, r) for r in range(replications)]
+    result = SweepResult(settings, [], _current_setting(loaded, settings), {}, {}, objective,
+                         replications=replications, seeds=seeds, seed=root)  # fmt: skip
+    keys = list(settings[0].params)
+    routing = [k for k in keys if is_routing(k)]
+    problem = routing_problem(loaded.suite) if routing else None
+    if problem is not None:
+        result.notes.append(f"{', '.join(routing)} cannot be screened on the tape: {problem}")
+    dynamic = [k for k in keys if k != THRESHOLD and (problem is not None or not is_routing(k))]
+    path, name = str(loaded.path), loaded.suite.name
+
+    def run(stage: str, units: list[Unit]) -> list[dict[str, Any]]:
+        outs = []
+        for done, out in enumerate(ex.map(full_run, units)):
+            outs.append(out)
+            if progress is not None:
+                progress(stage, done + 1, len(units))
+        result.runs += len(units)
+        return outs
+
+    if gated and base is None:  # the suite as it stands, at its seed
+        own = run("baseline", [Unit(path, (*flags, f"seed={root}"), policy, requests=True)])[0]
+        base = Baseline(f"the suite as it stands (seed {root})", own["requests"].to_pandas(),
+                        name, root)  # fmt: skip
+    rule = None
+    if gated:
+        assert gates is not None and base is not None
+        result.gating = {"gates": gates.file or "default gates", "baseline": base.name}
+        rule = (base, gates, name, root)
+
+    def unit(sid: int, seed: int) -> Unit:
+        return Unit(path, (*flags, *settings[sid].overrides(), f"seed={seed}"), policy,
+                    gate=rule if seed == root else None)  # fmt: skip
+
+    at_seed: dict[int, dict[str, Any]] = {}
+    if not dynamic:
+        _screen_on_tape(result, loaded, routing, thresholds, policy, progress)
+        if gated and result.current is not None:
+            assert gates is not None
+            _screen_gates(result, gates)
+    else:
+        result.notes.append(
+            f"{', '.join(dynamic)}: what the tape cannot replay (dynamics, or a stack's own "
+            f"routing); every setting was screened by one full run at the suite's seed ({root})"
+        )
+        for st, out in zip(settings, run("screen", [unit(s.id, root) for s in settings]),
+                           strict=True):  # fmt: skip
+            at_seed[st.id] = out
+            for summary in out["summary"]:
+                result.rows.append(Row(st.id, "screen", str(summary["route"]),
+                                       _metrics_row(summary)))  # fmt: skip
+            result.checks[(st.id, "screen")] = out["thresholds"]
+            result.feasible[(st.id, "screen")] = all(t["passed"] for t in out["thresholds"])
+        result.screened = len(settings)
+    order = {s.id: (not result.feasible[(s.id, "screen")], _objective_value(result, s.id, "screen"))
+             for s in settings}  # fmt: skip
+    ranked = sorted(order, key=lambda sid: order[sid])
+    if gated:
+        finalists = _gate_stage(result, ranked, confirm, at_seed,
+                                lambda ids: run("gates", [unit(i, root) for i in ids]))  # fmt: skip
+    else:
+        finalists = ranked[:confirm]
+    if result.current is not None and result.current not in finalists:
+        finalists.append(result.current)
+    result.finalists = finalists
+    plan = [(sid, r) for sid in finalists for r in range(replications)]
+    plan += [(sid, -1) for sid in finalists if sid not in at_seed]  # -1: the suite's seed
+    outs = run("confirm", [unit(sid, seeds[r] if r >= 0 else root) for sid, r in plan])
+    outputs = dict(zip(plan, outs, strict=True))
+    at_seed.update({sid: out for (sid, r), out in outputs.items() if r == -1})
+    for n_done, sid in enumerate(finalists):
+        reps = [outputs[(sid, r)] for r in range(replications)]
+        for route, metrics in sorted(across([o["summary"] for o in reps],
+                                            INTERVAL_METRICS).items()):  # fmt: skip
+            result.rows.append(Row(sid, "confirm", route, metrics))
+        checks = constraints(thresholds, [o["thresholds"] for o in reps])
+        result.checks[(sid, "confirm")] = checks
+        own = at_seed[sid]
+        result.at_seed[sid] = {str(s["route"]): _metrics_row(s) for s in own["summary"]}
+        reasons = [{"constraint": f"{c['key']} {c['expression']}", "detail": _how(c)}
+                   for c in checks if not c["passed"]]  # fmt: skip
+        if gated:
+            result.gates[sid] = own["gate"]
+            reasons += _gate_reasons(own["gate"])
+        else:
+            reasons += [{"constraint": f"{t['key']} {t['expression']}",
+                         "detail": f"fails at the suite's seed ({root})"}
+                        for t in own["thresholds"] if not t["passed"]]  # fmt: skip
+        result.reasons[sid] = reasons
+        result.feasible[(sid, "confirm")] = not reasons
+        result.confirmed = n_done + 1
+    _recommend(result, finalists)
+    _replication_notes(result)
+    pick = result.recommended if result.recommended is not None else result.closest
+    if pick is not None:
+        axes = {k: expand(v) for k, v in grid.items()}
+        result.warnings = edge_warnings(loaded, flags, grid, axes, settings[pick].params)
+    if result.recommended is not None:
+        result.switched_off = switched_off(loaded, settings[result.recommended].params)
+    return result
+
+
+def _replication_notes(result: SweepResult) -> None:
+    """Say which constraints' intervals the replications are too few for (bench/coverage.py
+    measured t-intervals under-covering below `harness.replicate.min_replications`)."""
+    r = result.replications
+    short: dict[str, int] = {}
+    for sid in result.finalists:
+        for c in result.checks[(sid, "confirm")]:
+            if c["min_replications"] > r:
+                name = f"{c['key']} {c['expression']}"
+                short[name] = max(short.get(name, 0), c["min_replications"])
+    if not short:
+        return
+    need = max(short.values())
+    names = "; ".join(short) if len(short) <= 3 else f"{len(short)} constraints"
+    result.notes.append(
+        f"{r} replications are too few for the intervals of {names}: they under-cover "
+        f"(bench/coverage.py); --replications {need} for every constraint"
+    )
+
+
+def _how(c: Mapping[str, Any]) -> str:
+    """How a constraint failed over the replications."""
+    if c["bound"] in ("upper", "lower"):
+        return f"fails at its {c['bound']} 95% bound"
+    return f"fails in {c['replications'] - c['replications_passed']} of {c['replications']} runs"
+
+
+def _gate_reasons(verdict: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [{"constraint": f"gate {f['check']}", "detail": f["detail"]}
+            for f in verdict["failures"]]  # fmt: skip
+
+
+GATE_BUDGET = 3
+"""With gates, at most this many times `confirm` settings are gated at the suite's seed
+while looking for `confirm` that pass."""
+
+
+def _gate_stage(
+    result: SweepResult,
+    ranked: list[int],
+    confirm: int,
+    at_seed: dict[int, dict[str, Any]],
+    run: Callable[[list[int]], list[dict[str, Any]]],
+) -> list[int]:
+    """Gate settings in screen order at the suite's seed until `confirm` pass; those are
+    the finalists. Settings already run at the seed (a full-run screen) cost no new run."""
+    passed: list[int] = []
+    checked = 0
+    i = 0
+    while len(passed) < confirm and i < len(ranked) and checked < GATE_BUDGET * confirm:
+        batch = ranked[i : i + confirm - len(passed)]
+        i += len(batch)
+        todo = [sid for sid in batch if sid not in at_seed]
+        at_seed.update(zip(todo, run(todo), strict=True) if todo else ())
+        checked += len(todo)
+        for sid in batch:
+            verdict = at_seed[sid]["gate"]
+            result.gates[sid] = verdict
+            if verdict["passed"]:
+                passed.append(sid)
+            else:
+                result.reasons[sid] = _gate_reasons(verdict)
+    rejected = [sid for sid in ranked[:i] if sid not in passed]
+    if rejected:
+        result.notes.append(
+            f"gated at the suite's seed before replicating: {i} settings in screen order, "
+            f"{len(rejected)} failed the gates (see recommendation.json: gate_rejected)"
+        )
+    result.gate_rejected = rejected
+    return passed
+
+
+def _screen_gates(result: SweepResult, gates: Gates) -> None:
+    """Rank by the gates too: a screened setting whose screened metrics are worse than the
+    current setting's by more than a gate's tolerance (significance aside) is ranked as
+    infeasible. A heuristic for the order only; the gate stage decides."""
+    current = result.current
+    assert current is not None
+    ref = {r.route: r.metrics for r in result.rows if r.setting == current and r.stage == "screen"}
+    rows: dict[int, dict[str, dict[str, float]]] = {}
+    for r in result.rows:
+        if r.stage == "screen":
+            rows.setdefault(r.setting, {})[r.route] = r.metrics
+    for sid, by_route in rows.items():
+        misses = []
+        for route, metrics in by_route.items():
+            for metric, tol in gates.tolerances.items():
+                a, b = ref.get(route, {}).get(metric), metrics.get(metric)
+                if a is None or b is None or math.isnan(a) or math.isnan(b):
+                    continue
+                change = (b - a) / abs(a) if tol.relative and a else b - a
+                if tol.worse(metric) * change > abs(tol.value):
+                    misses.append({"key": f"gate {metric}{{route:{route}}}",
+                                   "expression": f"vs current ({tol.text})", "value": b,
+                                   "passed": False})  # fmt: skip
+        if misses:
+            result.checks[(sid, "screen")] = [*result.checks[(sid, "screen")], *misses]
+            result.feasible[(sid, "screen")] = False
+
+
+def _screen_on_tape(
+    result: SweepResult,
+    loaded: LoadedSuite,
+    routing: list[str],
+    thresholds: list[Threshold],
+    policy: str | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
+    """Screen every setting on the tape: one probe, or a route probe for routing tables."""
+    settings = result.settings
+    flags = _flags(loaded)
+    base = load_suite(loaded.path, flags, policy).suite
     percentiles = sorted({50.0, 95.0, 99.0} | {
         t.percentile for t in thresholds if t.aggregation == "p" and t.percentile is not None
     })  # fmt: skip
-    to_confirm: list[int] = []
-    if screen_keys:
-        done = 0
-        for dyn, members in groups.items():
-            group_flags = [*flags, *[f"{k}={_yaml(v)}" for k, v in dyn]]
-            base = load_suite(loaded.path, group_flags, policy).suite
+    groups: dict[tuple[tuple[str, Any], ...], list[Setting]] = {}
+    for st in settings:
+        groups.setdefault(tuple((k, st.params[k]) for k in routing), []).append(st)
+    rp = route_probe(base, routing) if routing else None
+    approximate = 0
+    default = base.stack.escalation.confidence_threshold
+    for values, members in groups.items():
+        if rp is None:
             pr = probe(base)
-            if pr.approximate:
-                result.notes.append(
-                    f"screening is approximate for {pr.approximate} requests whose cheaper "
-                    "answers would carry an evasive action (its run time is not on the probe's "
-                    "path); confirmed rows are exact"
-                )
-            thetas = np.array([float(m.params[screen_keys[0]]) for m in members])
-            metrics = screen(pr.attempts, thetas, percentiles)
-            for j, member in enumerate(members):
-                by_route: dict[str, dict[str, float]] = {}
-                for g, route in enumerate([*pr.routes, "all"]):
-                    row = {k: float(metrics[k][j, g]) for k in metrics if k != "share_tier"}
-                    for ti, tier in enumerate(pr.tiers):
-                        row[f"share_{tier}"] = float(metrics["share_tier"][j, g, ti])
-                    by_route[route] = row
-                    result.rows.append(Row(member.id, "screen", route, row))
-                checks = _screen_checks(thresholds, by_route)
-                result.checks[(member.id, "screen")] = checks
-                result.feasible[(member.id, "screen")] = all(c["passed"] for c in checks)
-            done += len(members)
-            result.screened = done
-            if progress is not None:
-                progress("screen", done, len(settings))
-        ranked = sorted(
-            (s for s in settings),
-            key=lambda s: (
-                not result.feasible[(s.id, "screen")],
-                _objective_value(result, s.id, "screen"),
-            ),
-        )
-        to_confirm = [s.id for s in ranked[:confirm]]
-        if current is not None and current not in to_confirm:
-            to_confirm.append(current)
-    if any(k not in SCREENABLE for k in settings[0].params):
-        to_confirm = [s.id for s in settings]  # dynamics can only be judged by full runs
-        result.notes.append("the grid changes dynamics: every setting ran through the engine")
-    units = [Unit(str(loaded.path), (*flags, *settings[i].overrides()), policy) for i in to_confirm]
-    for n_done, (sid, out) in enumerate(zip(to_confirm, ex.map(full_run, units), strict=True)):
-        for summary in out["summary"]:
-            result.rows.append(Row(sid, "confirm", str(summary["route"]), _metrics_row(summary)))
-        result.checks[(sid, "confirm")] = out["thresholds"]
-        result.feasible[(sid, "confirm")] = all(t["passed"] for t in out["thresholds"])
-        result.confirmed = n_done + 1
+        else:
+            own = load_suite(loaded.path, [*flags, *[f"{k}={_yaml(v)}" for k, v in values]],
+                             policy).suite  # fmt: skip
+            pr = rp.probe_for(own)
+        approximate = max(approximate, pr.approximate)
+        thetas = np.array([float(m.params.get(THRESHOLD, default)) for m in members])
+        metrics = screen(pr.attempts, thetas, percentiles)
+        for j, member in enumerate(members):
+            by_route: dict[str, dict[str, float]] = {}
+            for g, route in enumerate([*pr.routes, "all"]):
+                row = {k: float(metrics[k][j, g]) for k in metrics if k != "share_tier"}
+                for ti, tier in enumerate(pr.tiers):
+                    row[f"share_{tier}"] = float(metrics["share_tier"][j, g, ti])
+                by_route[route] = row
+                result.rows.append(Row(member.id, "screen", route, row))
+            checks = _screen_checks(thresholds, by_route)
+            result.checks[(member.id, "screen")] = checks
+            result.feasible[(member.id, "screen")] = all(c["passed"] for c in checks)
+        result.screened += len(members)
         if progress is not None:
-            progress("confirm", n_done + 1, len(units))
-    _recommend(result, to_confirm)
-    return result
+            progress("screen", result.screened, len(settings))
+    result.tape = True
+    if routing:
+        result.notes.append(
+            f"{', '.join(routing)} screened on the tape from a route probe (one probe run per "
+            "starting tier): exact without dynamics, like the threshold"
+        )
+    if approximate:
+        result.notes.append(
+            f"screening is approximate for {approximate} requests whose cheaper answers "
+            "would carry an evasive action (its run time is not on the probe's path); "
+            "confirmed rows are exact"
+        )
 
 
 def _current_setting(loaded: LoadedSuite, settings: Sequence[Setting]) -> int | None:
@@ -485,7 +584,7 @@ def _current_setting(loaded: LoadedSuite, settings: Sequence[Setting]) -> int | 
     params = loaded.parameters()
     for s in settings:
         if all(_same(params.get(k, {}).get("value"), v) for k, v in s.params.items()):
-            return s.id
+            return int(s.id)
     return None
 
 
@@ -504,42 +603,24 @@ def _objective_value(result: SweepResult, sid: int, stage: str) -> float:
     return math.inf
 
 
-def _recommend(result: SweepResult, confirmed: list[int]) -> None:
-    """Best feasible confirmed setting; else the binding constraint and the closest setting."""
-    feasible = [s for s in confirmed if result.feasible[(s, "confirm")]]
+def _recommend(result: SweepResult, finalists: list[int]) -> None:
+    """Best feasible finalist by its mean objective; else the most common reason it
+    fails (the binding constraint) and the finalist with the fewest reasons."""
+    feasible = [s for s in finalists if result.feasible[(s, "confirm")]]
     if feasible:
         result.recommended = min(feasible, key=lambda s: _objective_value(result, s, "confirm"))
         return
-    misses: dict[str, int] = {}
-    shortfall: dict[int, float] = {}
-    for s in confirmed:
-        total = 0.0
-        for c in result.checks[(s, "confirm")]:
-            if not c["passed"]:
-                name = f"{c['key']} {c['expression']}"
-                misses[name] = misses.get(name, 0) + 1
-                total += 1.0
-        shortfall[s] = total
+    looked = [*finalists, *result.gate_rejected]
+    misses = Counter(
+        c for s in looked for c in dict.fromkeys(r["constraint"] for r in result.reasons[s])
+    )
     if misses:
-        result.binding = max(misses, key=lambda k: misses[k])
-    if shortfall:
-        result.closest = min(shortfall, key=lambda s: (shortfall[s], _objective_value(
-            result, s, "confirm")))  # fmt: skip
-
-
-def margins(checks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """How far each constraint is from binding: limit - value, signed so positive is slack."""
-    out = []
-    for c in checks:
-        m = re.match(r"^\s*[a-z]+(?:\([^)]*\))?\s*(<=|>=|==|!=|<|>)\s*(\S+)\s*$", c["expression"])
-        value = c["value"]
-        if not m or value is None:
-            out.append({**c, "margin": None})
-            continue
-        op, limit = m.group(1), float(m.group(2))
-        slack = (limit - value) if op in ("<", "<=") else (value - limit)
-        out.append({**c, "limit": limit, "margin": slack if op not in ("==", "!=") else None})
-    return out
+        binding = max(misses, key=lambda k: misses[k])
+        result.binding = f"{binding} ({misses[binding]} of {len(looked)} settings)"
+    if finalists:
+        rank = {s: (len(result.reasons[s]), _objective_value(result, s, "confirm"))
+                for s in finalists}  # fmt: skip
+        result.closest = min(finalists, key=lambda s: rank[s])
 
 
 def target_share(loaded: LoadedSuite, target: str, policy: str | None = None) -> dict[str, Any]:
@@ -570,10 +651,10 @@ def target_share(loaded: LoadedSuite, target: str, policy: str | None = None) ->
     g = group if group is not None else pr.attempts.n_groups
     return {
         "target": target,
-        "parameter": SCREENABLE[0],
+        "parameter": THRESHOLD,
         "threshold": theta,
         "share": float(got["share_tier"][0, g, pr.tiers.index(tier)]),
-        "set": f"--set {SCREENABLE[0]}={theta!r}",
+        "set": f"--set {THRESHOLD}={theta!r}",
     }
 
 
@@ -581,7 +662,8 @@ def target_share(loaded: LoadedSuite, target: str, policy: str | None = None) ->
 
 
 def sweep_frame(result: SweepResult) -> Any:
-    """sweep.parquet as a DataFrame: one row per setting x stage x route, parameters as columns."""
+    """sweep.parquet as a DataFrame: one row per setting x stage x route, parameters as
+    columns; confirmed rows hold means over the replications and their intervals."""
     import pandas as pd
 
     records = []
@@ -600,6 +682,30 @@ def sweep_frame(result: SweepResult) -> Any:
     return pd.DataFrame.from_records(records)
 
 
+def frontier_points(result: SweepResult, frame: Any | None = None) -> Any:
+    """One row per setting on route `all` for `harness.plots.frontier_png`: confirmed
+    settings at their means with 95% intervals, the others as screened."""
+    import pandas as pd
+
+    frame = sweep_frame(result) if frame is None else frame
+    rows = frame[frame["route"] == "all"]
+    best = rows.sort_values("stage").drop_duplicates("setting", keep="first")  # confirm first
+    nan = pd.Series(math.nan, index=best.index)
+    return pd.DataFrame({
+        "setting": best["setting"],
+        "label": [result.settings[s].label() for s in best["setting"]],
+        "stage": best["stage"],
+        "success_rate": best["success_rate"],
+        "cost_per_request_usd": best["cost_per_request_usd"],
+        "p95_latency_ms": best["p95_latency_ms"],
+        "feasible": best["feasible"],
+        "success_low": best.get("success_rate_ci_low", nan),
+        "success_high": best.get("success_rate_ci_high", nan),
+        "cost_low": best.get("cost_per_request_usd_ci_low", nan),
+        "cost_high": best.get("cost_per_request_usd_ci_high", nan),
+    })  # fmt: skip
+
+
 def _all_row(result: SweepResult, sid: int, stage: str) -> dict[str, float] | None:
     for row in result.rows:
         if row.setting == sid and row.stage == stage and row.route == "all":
@@ -608,10 +714,14 @@ def _all_row(result: SweepResult, sid: int, stage: str) -> dict[str, float] | No
 
 
 def gaps(result: SweepResult) -> list[dict[str, Any]]:
-    """Screen vs confirm on route `all` for every confirmed setting that was screened."""
+    """Screen vs full run on route `all`, both at the suite's seed, for every finalist
+    screened on the tape: what the dynamics-free screen missed."""
+    if not result.tape:
+        return []
     out = []
     for s in result.settings:
-        screened, confirmed = _all_row(result, s.id, "screen"), _all_row(result, s.id, "confirm")
+        screened = _all_row(result, s.id, "screen")
+        confirmed = result.at_seed.get(s.id, {}).get("all")
         if screened is None or confirmed is None:
             continue
         for metric in METRICS:
@@ -621,35 +731,74 @@ def gaps(result: SweepResult) -> list[dict[str, Any]]:
     return out
 
 
+def _clean(value: Any) -> Any:
+    """NaN as None, recursively: recommendation.json stays strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
 def recommendation(result: SweepResult, suite_path: str) -> dict[str, Any]:
-    """recommendation.json: the pick, its margins, the --set line; or what binds."""
+    """recommendation.json: the pick, its constraints with margins, intervals and chances
+    of holding at another seed, its gate verdict, the --set line; or what binds."""
 
     def describe(sid: int | None) -> dict[str, Any] | None:
         if sid is None:
             return None
         s = result.settings[sid]
+        flags = " ".join(f"--set {flag}" for flag in s.overrides())
         return {
             "setting": sid,
             "parameters": s.params,
-            "set": " ".join(f"--set {flag}" for flag in s.overrides()),
-            "command": f"evalx run {suite_path} " + " ".join(f"--set {f}" for f in s.overrides()),
+            "set": flags,
+            "command": f"evalx run {suite_path} {flags}",
+            "replications": result.replications if sid in result.finalists else 0,
             "metrics": _all_row(result, sid, "confirm") or _all_row(result, sid, "screen"),
-            "constraints": margins(result.checks.get((sid, "confirm"), [])),
+            "at_suite_seed": result.at_seed.get(sid, {}).get("all"),
+            "constraints": result.checks.get((sid, "confirm"), []),
+            "gate": result.gates.get(sid),
             "feasible": result.feasible.get((sid, "confirm")),
+            "why_not": result.reasons.get(sid, []),
         }
 
     sense, metric = result.objective
-    return {
-        "objective": {"sense": sense, "metric": metric},
-        "settings": len(result.settings),
-        "screened": result.screened,
-        "confirmed": result.confirmed,
-        "feasible": result.recommended is not None,
-        "recommended": describe(result.recommended),
-        "current": describe(result.current),
-        "binding_constraint": result.binding,
-        "closest": describe(result.closest),
-        "screen_vs_confirm": gaps(result),
-        "target": result.target,
-        "notes": result.notes,
-    }
+    finalists = [describe(s) for s in result.finalists]
+    out: dict[str, Any] = _clean(
+        {
+            "objective": {"sense": sense, "metric": metric},
+            "settings": len(result.settings),
+            "screened": result.screened,
+            "screened_on": "tape" if result.tape else "one full run per setting",
+            "confirmed": result.confirmed,
+            "replications": result.replications,
+            "seeds": result.seeds,
+            "suite_seed": result.seed,
+            "runs": result.runs,
+            "gating": result.gating,
+            "feasible": result.recommended is not None,
+            "recommended": describe(result.recommended),
+            "switched_off": result.switched_off,
+            "warnings": [w["message"] for w in result.warnings],
+            "wider_grid": [w["suggested"] for w in result.warnings],
+            "current": describe(result.current),
+            "binding_constraint": result.binding,
+            "closest": describe(result.closest),
+            "finalists": finalists,
+            "gate_rejected": [
+                {
+                    "setting": sid,
+                    "parameters": result.settings[sid].params,
+                    "gate": result.gates.get(sid),
+                }
+                for sid in result.gate_rejected
+            ],
+            "screen_vs_confirm": gaps(result),
+            "target": result.target,
+            "notes": result.notes,
+        }
+    )
+    return out
