@@ -334,21 +334,28 @@ def compare(
     bootstrap); a regression must exceed its tolerance and be significant after Holm.
     The Markdown report is also appended to $GITHUB_STEP_SUMMARY when that is set.
     """
-    import json
     import os
 
     from rich.console import Console
 
     from harness.compare import Gates, compare_runs, load_gates
+    from harness.errors import OutputError
+    from harness.integrity import read_manifest
     from harness.report import compare_json, compare_junit, compare_markdown, compare_table
+    from harness.storage import check_file_out
 
-    try:
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    try:  # every output is checked before any work, so no PASS is printed before a failure
+        for option, path in (("--junit", junit), ("--markdown", markdown), ("--json", json_)):
+            if path is not None:
+                check_file_out(path, option)
+        if summary:
+            check_file_out(Path(summary), "$GITHUB_STEP_SUMMARY", append=True)
         rules = load_gates(gates) if gates is not None else Gates()
         result = compare_runs(baseline, candidate, rules, unpaired=unpaired)
+        thresholds = read_manifest(candidate).get("thresholds") or []
     except EvalxError as err:
         raise _fail(err) from None
-    manifest = json.loads((candidate / "manifest.json").read_text(encoding="utf-8"))
-    thresholds = manifest.get("thresholds", [])
     console = Console() if sys.stdout.isatty() else Console(width=160)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
@@ -363,14 +370,18 @@ def compare(
     md = compare_markdown(result, thresholds)
     reports = {junit: compare_junit(result, thresholds), markdown: md,
                json_: compare_json(result, thresholds)}  # fmt: skip
-    for path, text in reports.items():
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(md)
+    try:
+        for path, text in reports.items():
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+        if summary:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(md)
+    except OSError as exc:  # changed since it was checked
+        where = exc.filename or summary
+        raise _fail(OutputError(f"{where}: cannot write ({exc.strerror}); "
+                                "choose another path")) from None  # fmt: skip
     console.print("[red]FAIL[/red]" if failed else "[green]PASS[/green]")
     if failed:
         raise typer.Exit(EXIT_FAILED)
@@ -454,6 +465,7 @@ def sweep(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from harness.compare import load_gates
+    from harness.memory import check_suite
     from harness.run import run_id
     from harness.spec import load_suite
     from harness.spec._load import load_suite_data
@@ -472,6 +484,9 @@ def sweep(
             axes, _ = load_suite_data(grid, "grid file")
         target_dir = out or Path("runs") / f"suite={loaded.suite.name}" / f"sweep={run_id(loaded)}"
         check_out(target_dir)
+        kind = executor_ or ("process" if workers > 1 else "inline")
+        check_suite(loaded.suite, processes=max(1, _local_processes(kind, workers, scheduler,
+                                                                    workers)))  # fmt: skip
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       console=err_console, transient=True,
                       disable=not err_console.is_terminal) as bar:  # fmt: skip
@@ -483,7 +498,6 @@ def sweep(
                 bar.update(tasks[stage], completed=done)
 
             best = confirm if confirm is not None else loaded.suite.sweep.confirm
-            kind = executor_ or ("process" if workers > 1 else "inline")
             result = run_sweep(
                 loaded, axes, confirm=best, replications=replications, gates=rules,
                 baseline=baseline, executor=_executor(kind, workers, scheduler),
@@ -691,6 +705,7 @@ def _replicated(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from harness.executor import UnitError
+    from harness.memory import check_suite
     from harness.preflight import preflight
     from harness.replicate import replicate, replication_warnings
     from harness.report import replications_table
@@ -703,6 +718,8 @@ def _replicated(
         preflight(loaded, safe=safe, full=False)
         target = out if out is not None else default_run_dir(loaded.suite.name, run_id(loaded))
         ex = _executor(kind, workers, scheduler)
+        check_suite(loaded.suite, processes=_local_processes(kind, workers, scheduler,
+                                                             replications))  # fmt: skip
         with Progress(TextColumn("replications"), BarColumn(), MofNCompleteColumn(),
                       console=err_console, transient=True,
                       disable=not err_console.is_terminal) as bar:  # fmt: skip
@@ -727,6 +744,15 @@ def _replicated(
     for warning in replication_warnings(result["across"]):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     console.print(f"run directory: {target}")
+
+
+def _local_processes(kind: str, workers: int, scheduler: str | None, units: int) -> int:
+    """How many runs an executor holds in this machine's memory at once (0: elsewhere)."""
+    if kind == "inline":
+        return 1
+    if kind == "dask" and scheduler is not None:
+        return 0
+    return max(1, min(workers, units))
 
 
 def _executor(kind: str, workers: int, scheduler: str | None) -> Any:
@@ -771,30 +797,43 @@ def report_(
         str, typer.Option("--format", help="md or html (one self-contained file).")
     ] = "md",
 ) -> None:
-    """Write report.md (with its figures) or a self-contained report.html for a run."""
-    import pandas as pd
+    """Write report.md (with its figures) or a self-contained report.html for a run.
 
+    The run's tables are verified against the manifest's hashes first (a damaged run is
+    refused, exit 2); the figures are views and are redrawn when any is missing.
+    """
+    from harness.errors import OutputError
+    from harness.integrity import read_manifest, read_table, verify
     from harness.report import PLOTS, plot_files, run_html, run_markdown
+    from harness.storage import REQUESTS, SESSIONS, SPANS, SUMMARY, check_file_out
 
     if format_ not in ("md", "html"):
         raise _fail(EvalxError(f"--format {format_!r}: use md or html"))
-    files = [run_dir / n for n in ("manifest.json", "requests.parquet", "summary.parquet")]
+    files = [run_dir / n for n in ("manifest.json", REQUESTS, SUMMARY)]
     missing = [f.name for f in files if not f.exists()]
     if missing:
         raise _fail(EvalxError(f"{run_dir}: not a run directory (missing {', '.join(missing)})"))
-    man = json.loads(files[0].read_text(encoding="utf-8"))
-    summary = pd.read_parquet(files[2])
-    images = {n: (run_dir / n).read_bytes() for n in PLOTS if (run_dir / n).exists()}
-    if len(images) < len(PLOTS):
-        images = plot_files(pd.read_parquet(files[1]), man)
-        for name, body in images.items():
-            _atomic_write(run_dir / name, body)
-    if format_ == "md":
-        path = run_dir / "report.md"
-        _atomic_write(path, run_markdown(summary, man, {n: n for n in images}).encode())
-    else:
-        path = run_dir / "report.html"
-        _atomic_write(path, run_html(summary, man, images).encode())
+    path = run_dir / f"report.{format_}"
+    try:
+        check_file_out(path, "report")
+        man = read_manifest(run_dir)
+        verify(run_dir, man, [n for n in (SPANS, SESSIONS) if (run_dir / n).exists()])
+        requests = read_table(run_dir, REQUESTS, man).to_pandas()
+        summary = read_table(run_dir, SUMMARY, man).to_pandas()
+        images = {n: (run_dir / n).read_bytes() for n in PLOTS if (run_dir / n).exists()}
+        if len(images) < len(PLOTS):
+            images = plot_files(requests, man)
+            for name, body in images.items():
+                _atomic_write(run_dir / name, body)
+        if format_ == "md":
+            _atomic_write(path, run_markdown(summary, man, {n: n for n in images}).encode())
+        else:
+            _atomic_write(path, run_html(summary, man, images).encode())
+    except EvalxError as err:
+        raise _fail(err) from None
+    except OSError as exc:
+        raise _fail(OutputError(f"{exc.filename or run_dir}: cannot write ({exc.strerror}); "
+                                "make the run directory writable")) from None  # fmt: skip
     typer.echo(str(path))
 
 
@@ -807,12 +846,15 @@ def export_traces(
     ] = None,
 ) -> None:
     """Write a run's spans as OTLP JSON (OpenTelemetry GenAI conventions), one trace a request."""
+    from harness.integrity import read_manifest
     from harness.otlp import write_otlp
 
     try:
         path = write_otlp(run_dir, out or run_dir / "traces.otlp.json")
     except EvalxError as err:
         raise _fail(err) from None
+    if read_manifest(run_dir).get("requests") == 0:
+        typer.echo("note: the run has no requests; the trace file holds no spans", err=True)
     typer.echo(str(path))
 
 
@@ -1152,7 +1194,8 @@ def _is_live(suite: Suite) -> bool:
 
 
 def _simulate(suite: Suite, console: Console, quiet: bool) -> RunResult:
-    """Run with a progress bar when the run is long enough to want one."""
+    """Run with a progress bar when the run is long enough to want one; refuse first a run
+    that cannot fit in memory (harness.memory)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -1161,8 +1204,10 @@ def _simulate(suite: Suite, console: Console, quiet: bool) -> RunResult:
         TimeRemainingColumn,
     )
 
+    from harness.memory import check_suite
     from harness.run import simulate
 
+    check_suite(suite)
     n = suite.traffic.requests
     if quiet or n < 50_000 or not console.is_terminal:
         return simulate(suite)
@@ -1180,6 +1225,11 @@ def main() -> None:
         app()  # standalone: exits with the command's code, 2 for usage errors
     except EvalxError as err:
         typer.echo(f"error: {err.one_line()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except MemoryError:  # past the up-front estimate (harness.memory): the user's to size
+        from harness.memory import out_of_memory
+
+        typer.echo(f"error: {out_of_memory().one_line()}", err=True)
         sys.exit(EXIT_USAGE)
     except Exception:
         import traceback

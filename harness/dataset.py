@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import EvalxError
+from harness.integrity import IntegrityError, read_manifest, read_table
 from harness.metrics import SUMMARY_COLUMNS
 from harness.records import REQUEST_COLUMNS, SPAN_COLUMNS, Column
 from harness.storage import MANIFEST, REQUESTS, SPANS, SUMMARY
@@ -63,9 +64,10 @@ Fill in the runs root with `DUCKDB_QUERY.format(root=...)` and run it with
 `quantile_cont` interpolates linearly between order statistics, as the summary does
 (numpy's default), so p95 agrees to rounding; `fsum` (compensated summation) makes the
 cost independent of DuckDB's thread order, equal to the summary's to about 1e-15
-relative. The root must not contain a quote. Unlike `load_runs`, DuckDB's glob does not
-skip hidden folders: a run being written (its `.run=<id>.*.partial` folder) makes the
-query fail with a hive partition mismatch until it is renamed into place.
+relative. The root must not contain a quote. DuckDB's glob does not skip hidden folders,
+but a run being written, or left behind by a killed process, holds only `*.partial` files
+(`harness.storage`), which `**/requests.parquet` does not match. Unlike `load_runs`,
+DuckDB verifies no hashes.
 """
 
 
@@ -127,7 +129,10 @@ def load_runs(
     """Load every run directory under `root` (at any depth) into one `Runs`.
 
     A run directory holds `manifest.json` and `requests.parquet`; hidden directories
-    (interrupted runs' `.partial` ones) are skipped. `suite` and `run` come from
+    (interrupted runs' `.partial` ones) are skipped. Every table read is verified
+    against its manifest's hash and checked against the column reference
+    (`harness.integrity`); a damaged run raises `DatasetError` naming the file. `suite`
+    and `run` come from
     `suite=`/`run=` directory names when present, else from the manifest.
     `parameters` selects the parameter columns by dotted key; by default, every
     parameter whose value differs between the runs found (so a folder of sweep runs
@@ -165,10 +170,15 @@ def _stack(
     import numpy as np
     import pandas as pd
 
-    frames, rows = [], []
+    frames: list[pd.DataFrame] = []
+    rows: list[int] = []
     for i, run in enumerate(runs):
         if (run.path / name).exists():
-            frames.append(pd.read_parquet(run.path / name, engine="pyarrow"))
+            try:
+                table = read_table(run.path, name, run.manifest)
+            except IntegrityError as err:
+                raise DatasetError(str(err)) from None
+            frames.append(table.to_pandas())
             rows.append(i)
     if not frames:
         return pd.DataFrame(columns=[*front.columns, *(c.name for c in columns)])
@@ -192,11 +202,9 @@ def _find(root: Path) -> Iterator[_Run]:
 
 def _read(root: Path, path: Path) -> _Run:
     try:
-        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise DatasetError(f"{path / MANIFEST}: unreadable manifest ({err})") from None
-    if not isinstance(manifest, dict):
-        raise DatasetError(f"{path / MANIFEST}: not a run manifest (expected a JSON object)")
+        manifest = read_manifest(path)
+    except IntegrityError as err:
+        raise DatasetError(str(err)) from None
     hive = dict(part.split("=", 1) for part in path.relative_to(root).parts if "=" in part)
     suite = hive.get("suite", manifest.get("suite"))
     rid = hive.get("run", manifest.get("run_id"))

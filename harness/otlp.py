@@ -38,6 +38,7 @@ import numpy as np
 
 import harness
 from harness.errors import EvalxError
+from harness.integrity import read_manifest, read_table
 from harness.storage import MANIFEST, REQUESTS, SPANS
 
 if TYPE_CHECKING:
@@ -93,9 +94,8 @@ SPAN_FIELDS = (
 )
 
 
-def optional_span_fields(names: list[str]) -> list[str]:
-    """Span columns exported when the run has them (newer runs)."""
-    return [n for n in ("ttft_ms",) if n in names]
+OPTIONAL_SPAN_FIELDS = ("ttft_ms",)
+"""Span columns exported when the run has them (newer runs)."""
 
 
 # Span-table strings exported as evalx.* attributes when non-empty, in this order.
@@ -180,9 +180,6 @@ def write_otlp(run_dir: str | Path, out: str | Path) -> Path:
     The service is the manifest's ``suite`` and the run id its ``run_id``. The file is
     written next to `out` and renamed into place, so a failure never leaves half a file.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     run, path = Path(run_dir), Path(out)
     missing = [n for n in (REQUESTS, SPANS, MANIFEST) if not (run / n).is_file()]
     if missing:
@@ -190,15 +187,11 @@ def write_otlp(run_dir: str | Path, out: str | Path) -> Path:
             f"{run}: not a run directory (no {' and no '.join(missing)}); "
             "pass a directory written by evalx run"
         )
-    try:
-        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
-        requests = pq.read_table(run / REQUESTS, columns=list(REQUEST_FIELDS))
-        names = pq.read_schema(run / SPANS).names
-        spans = pq.read_table(run / SPANS, columns=[*SPAN_FIELDS, *optional_span_fields(names)])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, pa.ArrowException) as exc:
-        raise EvalxError(f"{run}: cannot read the run ({exc}); re-run it with this evalx") from None
-    if not isinstance(manifest, dict) or not {"suite", "run_id"} <= manifest.keys():
+    manifest = read_manifest(run)
+    if not {"suite", "run_id"} <= manifest.keys():
         raise EvalxError(f"{run / MANIFEST}: not an evalx run manifest (no suite or run_id)")
+    requests = read_table(run, REQUESTS, manifest, columns=REQUEST_FIELDS)
+    spans = read_table(run, SPANS, manifest, columns=SPAN_FIELDS, optional=OPTIONAL_SPAN_FIELDS)
 
     doc = to_otlp(requests, spans, service=str(manifest["suite"]), run_id=str(manifest["run_id"]))
     body = json.dumps(doc, separators=(",", ":"), allow_nan=False)

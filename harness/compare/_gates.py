@@ -119,6 +119,12 @@ DEFAULT_TOLERANCES: Mapping[str, Tolerance] = parse_tolerances(
 """What `Gates()` tests when no gates file says otherwise."""
 
 
+MAX_BOOTSTRAP = 100_000
+"""Most bootstrap resamples a comparison may ask for: each test holds one float per
+resample and draws resamples x requests indices, so a bound keeps a typo (10**12) from
+asking for terabytes; 2,000 (the default) to 10,000 is plenty for p-values near 0.05."""
+
+
 @dataclass(frozen=True)
 class Gates:
     """What a comparison tests and how strictly. Validated on construction."""
@@ -145,8 +151,11 @@ class Gates:
             raise CompareError(f"alpha must be between 0 and 1, got {self.alpha}")
         if self.min_requests < 1:
             raise CompareError(f"min_requests must be at least 1, got {self.min_requests}")
-        if self.bootstrap < 1:
-            raise CompareError(f"bootstrap must be at least 1, got {self.bootstrap}")
+        if not 1 <= self.bootstrap <= MAX_BOOTSTRAP:
+            raise CompareError(
+                f"bootstrap must be between 1 and {MAX_BOOTSTRAP:,} (MAX_BOOTSTRAP), "
+                f"got {self.bootstrap:,}"
+            )
         if self.seed < 0:
             raise CompareError(f"seed must be a non-negative integer, got {self.seed}")
         if self.max_new_violations is not None and self.max_new_violations < 0:
@@ -171,8 +180,8 @@ class _GatesFile(Strict):
     """Significance level of the whole comparison (Holm across all its tests)."""
     min_requests: int = Field(30, ge=1)
     """Requests a route needs in each run to be tested."""
-    bootstrap: int = Field(2000, ge=1)
-    """Bootstrap resamples per test."""
+    bootstrap: int = Field(2000, ge=1, le=MAX_BOOTSTRAP)
+    """Bootstrap resamples per test (at most 100,000)."""
     seed: int = Field(0, ge=0)
     """Seed of the bootstrap generators."""
     max_new_violations: int | None = Field(0, ge=0)

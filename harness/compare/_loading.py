@@ -4,7 +4,6 @@ manifests warn about, and whether two requests tables are the same requests.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +12,7 @@ import numpy as np
 
 from harness.compare._errors import CompareError
 from harness.compare._metrics import PAIR_KEYS, REQUIRED_COLUMNS
+from harness.integrity import IntegrityError, read_manifest, read_table
 from harness.storage import MANIFEST, REQUESTS
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ def pairing_problem(baseline: pd.DataFrame, candidate: pd.DataFrame) -> str | No
 
 
 def _read_manifest(run: Path) -> dict[str, Any]:
+    """The manifest of a run directory, shape-checked (`harness.integrity`)."""
     if not run.exists():
         raise CompareError(f"{run}: no such run directory")
     if not run.is_dir():
@@ -54,31 +55,24 @@ def _read_manifest(run: Path) -> dict[str, Any]:
             "pass a directory written by evalx run"
         )
     try:
-        manifest = json.loads((run / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CompareError(f"{run / MANIFEST}: cannot read the manifest ({exc})") from None
-    if not isinstance(manifest, dict) or "schema_version" not in manifest:
-        raise CompareError(f"{run / MANIFEST}: not an evalx run manifest (no schema_version)")
+        manifest = read_manifest(run)
+        if "schema_version" not in manifest:
+            raise CompareError(f"{run / MANIFEST}: not an evalx run manifest (no schema_version)")
+    except IntegrityError as err:
+        raise CompareError(str(err)) from None
     return manifest
 
 
 def _read_requests(run: Path) -> pd.DataFrame:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = run / REQUESTS
+    """The columns a comparison reads, verified against the manifest's hash, type- and
+    range-checked (`harness.integrity`)."""
     try:
-        names = set(pq.read_schema(path).names)
-        missing = [c for c in REQUIRED_COLUMNS if c not in names]
-        if missing:
-            raise CompareError(
-                f"{path}: lacks column{'s' if len(missing) > 1 else ''} {', '.join(missing)}; "
-                "re-run it with this evalx"
-            )
-        table: pd.DataFrame = pq.read_table(path, columns=list(REQUIRED_COLUMNS)).to_pandas()
-        return table
-    except (OSError, pa.ArrowException) as exc:
-        raise CompareError(f"{path}: cannot read the requests table ({exc})") from None
+        manifest = read_manifest(run)
+        table = read_table(run, REQUESTS, manifest, columns=REQUIRED_COLUMNS)
+    except IntegrityError as err:
+        raise CompareError(str(err)) from None
+    frame: pd.DataFrame = table.to_pandas()
+    return frame
 
 
 def _policy_text(manifest: Mapping[str, Any]) -> str:

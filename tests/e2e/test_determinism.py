@@ -45,10 +45,13 @@ def test_same_seed_same_bytes(runs: dict[str, Path], name: str) -> None:
 
 def test_same_seed_same_manifest_apart_from_when_and_how_long(runs: dict[str, Path]) -> None:
     a, b = (json.loads((runs[k] / "manifest.json").read_text(encoding="utf-8")) for k in "ab")
-    varying = {"run_id", "started_at", "wall_seconds", "command"}
+    varying = {"run_id", "started_at", "wall_seconds", "command", "integrity"}
     assert {k: v for k, v in a.items() if k not in varying} == {
         k: v for k, v in b.items() if k not in varying
     }
+    # the records hash alike; report.md names the run id and wall time, so it does not
+    files_a, files_b = (m["integrity"]["files"] for m in (a, b))
+    assert {n: files_a[n] for n in TABLES} == {n: files_b[n] for n in TABLES}
 
 
 def test_other_seed_differs(runs: dict[str, Path]) -> None:
