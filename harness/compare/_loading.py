@@ -68,7 +68,8 @@ def _read_requests(run: Path) -> pd.DataFrame:
     range-checked (`harness.integrity`)."""
     try:
         manifest = read_manifest(run)
-        table = read_table(run, REQUESTS, manifest, columns=REQUIRED_COLUMNS)
+        table = read_table(run, REQUESTS, manifest, columns=REQUIRED_COLUMNS,
+                           optional=("replication",))  # fmt: skip
     except IntegrityError as err:
         raise CompareError(str(err)) from None
     frame: pd.DataFrame = table.to_pandas()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -98,3 +99,19 @@ def test_sweep_confirmations_on_dask_equal_inline(evalx: RunEvalx, tmp_path: Pat
         assert proc.returncode in (0, 1), proc.stderr
     a = (tmp_path / "inline" / "sweep.parquet").read_bytes()
     assert a == (tmp_path / "dask" / "sweep.parquet").read_bytes()
+
+
+def test_unpaired_compare_of_replicated_runs_uses_welch(evalx: RunEvalx, tmp_path: Path) -> None:
+    """Replications on both sides: the unpaired comparison tests per-replication values."""
+    small = ["--set", "traffic.requests=400", "--replications", "3"]
+    for name, seed in (("a", 1), ("b", 2)):
+        proc = evalx("run", SUITE, *small, "--set", f"seed={seed}", "--out", tmp_path / name)
+        assert proc.returncode == 0, proc.stderr
+    report = tmp_path / "cmp.json"
+    proc = evalx("compare", tmp_path / "a", tmp_path / "b", "--unpaired", "--json", report)
+    assert proc.returncode in (0, 1), proc.stderr
+    results = json.loads(report.read_text(encoding="utf-8"))["results"]
+    tested = [r for r in results if r["verdict"] != "insufficient data"]
+    assert tested and {r["test"] for r in tested} == {"welch-replications"}
+    assert all(r["block"] == 3 for r in tested)
+    assert "one run per side" not in proc.stdout

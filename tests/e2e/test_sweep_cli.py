@@ -17,9 +17,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--set", "traffic.requests=2500"]
 FAST = ["--replications", "3"]
 LENIENT = ["--set", 'thresholds={"success": ["rate>0.5"], "cost_usd": ["avg<1.0"]}']
-# The shipped support suite's own setting meets `handoff` and `cost_usd` at seed 42 but not
-# at most other seeds (spike overloads end in handoffs); these are objectives it can meet.
-REACHABLE = ["--set", 'thresholds.handoff=["rate<0.2"]', "--set", 'thresholds.cost_usd=["avg<0.3"]']
 GATES = ROOT / "reports" / "gates.yaml"
 
 
@@ -195,7 +192,7 @@ def _gated_recommendation_passes_compare(
 def test_a_gated_recommendation_passes_evalx_compare_on_a_small_suite(
     evalx: RunEvalx, support_suite: Path, tmp_path: Path
 ) -> None:
-    flags = ["--set", "traffic.requests=1500", *REACHABLE]
+    flags = ["--set", "traffic.requests=1500"]
     base = evalx("run", support_suite, *flags, "--out", tmp_path / "base", "-q", "--no-report")
     assert base.returncode == 0, base.stderr
     rec = _gated_recommendation_passes_compare(
@@ -212,8 +209,8 @@ def test_a_gated_recommendation_passes_evalx_compare_against_the_shipped_baselin
     """scenarios/support.yaml at full size against reports/baseline with reports/gates.yaml:
     the ungated pick (the grid's cheapest edge) fails the gates; the gated one passes."""
     rec = _gated_recommendation_passes_compare(
-        evalx, support_suite, tmp_path, REACHABLE, ROOT / "reports" / "baseline",
-        "--replications", "3", "--confirm", "2", "--workers", "2",
+        evalx, support_suite, tmp_path, [], ROOT / "reports" / "baseline",
+        "--confirm", "2", "--workers", "2",
     )  # fmt: skip
     rejected = {r["parameters"]["stack.escalation.confidence_threshold"]: r["gate"]
                 for r in rec["gate_rejected"]}  # fmt: skip

@@ -3,6 +3,8 @@ clustered changes weighed as the little evidence they are, and replications on b
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -52,18 +54,19 @@ ZERO = Gates(tolerances=parse_tolerances(
 
 
 def aa_p_values(pairs: int) -> dict[str, np.ndarray]:
-    """Unadjusted p-values of A/A unpaired comparisons per metric, on `all`."""
+    """Unadjusted p-values of A/A unpaired comparisons per tested metric, on `all`."""
     out: dict[str, list[float]] = {}
     for i in range(pairs):
         a, b = correlated_run(2 * i), correlated_run(2 * i + 1)
         for r in compare_tables(a, b, ZERO, paired=False).results:
-            if r.route == ALL:
+            if r.route == ALL and r.verdict != "insufficient data":
                 out.setdefault(r.metric, []).append(r.p_value)
     return {k: np.array(v) for k, v in out.items()}
 
 
 def test_unpaired_aa_false_alarms_stay_near_alpha_when_requests_are_correlated() -> None:
     p = aa_p_values(120)
+    assert set(p) == {"success_rate", "cost_per_request_usd"}  # p95: see the next test
     for metric, values in p.items():
         size = float(np.mean(values < 0.05))
         # 120 pairs: a true 5% lands in 1-9% ninety-five times in a hundred; the
@@ -71,6 +74,16 @@ def test_unpaired_aa_false_alarms_stay_near_alpha_when_requests_are_correlated()
         assert size <= 0.10, (metric, size)
     # and they are not trivially conservative
     assert np.mean(np.concatenate(list(p.values())) < 0.2) > 0.08
+
+
+def test_tail_percentiles_of_single_unpaired_runs_are_not_tested() -> None:
+    result = compare_tables(correlated_run(1), correlated_run(2), ZERO, paired=False)
+    p95 = next(r for r in result.results if r.metric == "p95_latency_ms" and r.route == ALL)
+    assert p95.verdict == "insufficient data" and math.isnan(p95.p_value)
+    assert p95.baseline > 0 and p95.candidate > 0  # the values are still reported
+    assert any("p95_latency_ms not tested" in w for w in result.warnings)
+    paired = compare_tables(correlated_run(1), correlated_run(1), ZERO)
+    assert all(r.verdict == "no change" for r in paired.results if r.metric == "p95_latency_ms")
 
 
 def test_independent_sample_tests_would_flag_these_pairs() -> None:
