@@ -1,9 +1,10 @@
 """Live runs with vcrpy: record every HTTP interaction once, replay it offline in CI.
 
 Cassettes live in a directory, one per suite: `<suite name>.yaml` (vcrpy, with API keys
-and authorization headers filtered out) and `<suite name>.timings.json` (the latency
-measured for each interaction, in order per identical request, so a replay reproduces the
-recording's records exactly).
+and authorization headers filtered out) and `<suite name>.timings.json`: per call, the
+latency measured, when each event of a stream arrived, and the transport failures a
+cassette cannot hold (timeout, refused connection, reset), so a replay reproduces the
+recording's records exactly.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from harness.errors import EvalxError
 from harness.faults import schedule
 from harness.limits import DATA_BYTES, check_input, read_text
-from harness.live._driver import CALL_HEADER, FILTERED_HEADERS, LiveDriver
+from harness.live._cassette import CassetteTransport, open_cassette
+from harness.live._driver import FAILURES, LiveDriver, Timing
 from harness.run import RunResult, tables
 from harness.spec import Suite
 from harness.stack import make_stack
@@ -25,33 +29,67 @@ from harness.traffic import sample_requests
 from harness.world import sample_tape
 
 
-def _same_call(r1: Any, r2: Any) -> None:
-    """vcrpy matcher: the same call of the same request (see CALL_HEADER)."""
-    assert r1.headers.get(CALL_HEADER) == r2.headers.get(CALL_HEADER)
-
-
 def cassette_paths(directory: Path, suite: Suite) -> tuple[Path, Path]:
     """(cassette, timings) of a suite in a cassette directory."""
     return directory / f"{suite.name}.yaml", directory / f"{suite.name}.timings.json"
 
 
-def _timings(path: Path) -> dict[str, list[float]]:
-    """The timings recorded beside a cassette: call name -> latencies in seconds."""
+def _number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x >= 0
+
+
+def _entry(x: Any) -> Timing | None:
+    """A timings entry: a latency, or {latency_s, events_s?, failure?, detail?}."""
+    if _number(x):
+        return Timing(float(x))
+    if not isinstance(x, dict) or not _number(x.get("latency_s")):
+        return None
+    events = x.get("events_s", [])
+    failure = x.get("failure", "")
+    detail = x.get("detail", "")
+    if not (isinstance(events, list) and all(_number(e) for e in events)):
+        return None
+    if failure not in ("", *FAILURES) or not isinstance(detail, str):
+        return None
+    return Timing(float(x["latency_s"]), tuple(float(e) for e in events), failure, detail)
+
+
+def _timings(path: Path) -> dict[str, list[Timing]]:
+    """The timings recorded beside a cassette: call name -> one entry per occurrence."""
     text = read_text(path, limit=DATA_BYTES, what="timings file")
     try:
         data = json.loads(text)
     except (ValueError, RecursionError) as err:
         raise EvalxError(f"{path}: not valid JSON ({type(err).__name__}); re-record the "
                          "cassette with evalx record") from None  # fmt: skip
-    ok = isinstance(data, dict) and all(
-        isinstance(v, list) and all(isinstance(x, int | float) and not isinstance(x, bool)
-                                    and math.isfinite(x) and x >= 0 for x in v)
-        for v in data.values()
-    )  # fmt: skip
+    out: dict[str, list[Timing]] = {}
+    ok = isinstance(data, dict)
+    for k, v in data.items() if ok else ():
+        entries = [_entry(x) for x in v] if isinstance(v, list) else [None]
+        if any(e is None for e in entries):
+            ok = False
+            break
+        out[str(k)] = [e for e in entries if e is not None]
     if not ok:
         raise EvalxError(f"{path}: expected a mapping of call names to lists of latencies "
-                         "(seconds); re-record the cassette with evalx record")  # fmt: skip
-    return {str(k): [float(x) for x in v] for k, v in data.items()}
+                         "(seconds) or timing entries; re-record the cassette with evalx "
+                         "record")  # fmt: skip
+    return out
+
+
+def _dump(timings: dict[str, list[Timing]]) -> str:
+    def one(t: Timing) -> Any:
+        if not t.events_s and not t.failure:
+            return t.latency_s
+        out: dict[str, Any] = {"latency_s": t.latency_s}
+        if t.events_s:
+            out["events_s"] = list(t.events_s)
+        if t.failure:
+            out["failure"], out["detail"] = t.failure, t.detail
+        return out
+
+    return json.dumps({k: [one(t) for t in v] for k, v in timings.items()}, indent=1,
+                      sort_keys=True) + "\n"  # fmt: skip
 
 
 def live_run(
@@ -60,15 +98,19 @@ def live_run(
     record: Path | None = None,
     replay: Path | None = None,
     concurrency: int = 8,
+    pace: str = "asap",
 ) -> RunResult:
-    """Run a suite against its real endpoints (recording), or from recorded cassettes."""
-    import vcr
+    """Run a suite against its real endpoints (recording), or from recorded cassettes.
 
+    `pace="real"` sends each request at its arrival time (seconds after the start, on the
+    wall clock), `concurrency` at most in flight: an open-loop load test. A replay ignores
+    the pace (it needs no wall clock).
+    """
     t0 = time.perf_counter()
     reqs = sample_requests(suite)
     tape = sample_tape(suite, reqs)
-    directory = record or replay
-    timings: dict[str, list[float]] = {}
+    timings: dict[str, list[Timing]] = {}
+    transport: CassetteTransport | None = None
     if replay is not None:
         cassette, timing_file = cassette_paths(replay, suite)
         if not cassette.exists():
@@ -76,27 +118,21 @@ def live_run(
         check_input(cassette, limit=DATA_BYTES, what="cassette")
         if timing_file.exists():
             timings = _timings(timing_file)
+        transport = CassetteTransport(
+            open_cassette(cassette, True), True, httpx.AsyncHTTPTransport()
+        )
+    elif record is not None:
+        record.mkdir(parents=True, exist_ok=True)
+        cassette, timing_file = cassette_paths(record, suite)
+        limits = httpx.Limits(max_connections=max(1, concurrency))
+        transport = CassetteTransport(open_cassette(cassette, False), False,
+                                      httpx.AsyncHTTPTransport(limits=limits))  # fmt: skip
     driver = LiveDriver(
         suite, reqs, tape, schedule(suite), make_stack(suite), concurrency=concurrency,
-        timings=timings, replaying=replay is not None,
+        timings=timings, replaying=replay is not None, transport=transport, pace=pace,
     )  # fmt: skip
-    if directory is None:
-        trace = driver.run()
-    else:
-        directory.mkdir(parents=True, exist_ok=True)
-        cassette, timing_file = cassette_paths(directory, suite)
-        recorder = vcr.VCR(
-            record_mode="none" if replay is not None else "all",
-            match_on=["method", "scheme", "host", "port", "path", "query", "body", "evalx_call"],
-            filter_headers=list(FILTERED_HEADERS),
-            filter_query_parameters=["api_key", "key"],
-            decode_compressed_response=True,
-        )
-        recorder.register_matcher("evalx_call", _same_call)
-        with recorder.use_cassette(str(cassette), allow_playback_repeats=False):
-            trace = driver.run()
-        if record is not None:
-            timing_file.write_text(
-                json.dumps(driver.timings, indent=1, sort_keys=True) + "\n", encoding="utf-8"
-            )
+    trace = driver.run()
+    if record is not None and transport is not None:
+        transport.save()
+        timing_file.write_text(_dump(driver.timings), encoding="utf-8")
     return tables(suite, reqs, trace, t0)

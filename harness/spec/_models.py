@@ -366,8 +366,9 @@ class Model(Strict):
 
     tier: str
     """Capability tier this model belongs to (a name listed in `stack.tiers`)."""
-    provider: Literal["sim", "openai"] = "sim"
-    """`sim`: the simulated world; `openai`: any OpenAI-compatible chat-completions server."""
+    provider: Literal["sim", "openai", "anthropic"] = "sim"
+    """`sim`: the simulated world; `openai`: any OpenAI-compatible chat-completions server;
+    `anthropic`: the Anthropic Messages API (`base_url` e.g. https://api.anthropic.com/v1)."""
     base_url: Url | None = None
     """`openai`: the server's base URL, e.g. http://127.0.0.1:8000/v1 (never with a key in
     it: name the key's environment variable in `api_key_env`)."""
@@ -375,6 +376,12 @@ class Model(Strict):
     """`openai`: the model name the server knows (defaults to this model's key)."""
     api_key_env: str | None = None
     """`openai`: environment variable holding the API key (never the key itself)."""
+    stream: bool = False
+    """Live runs: stream the answer (server-sent events): time to first token and per-token
+    timing are measured, usage comes from the stream's last event."""
+    logprobs: bool = False
+    """Live runs (`openai`): ask for token log-probabilities; an answer's confidence is then
+    their geometric mean, else the confidence the model states when asked."""
     replay_latency: Literal["recorded", "model"] = "recorded"
     """`--replay`: latency from the recorded timings, or drawn from `latency` (the world)."""
     latency: Latency = Latency()
@@ -435,6 +442,8 @@ class Tool(Strict):
     imported by `evalx validate` and `run`, refused by `--safe`)."""
     endpoint: Url | None = None
     """Live runs: an HTTP endpoint; arguments are POSTed as JSON."""
+    description: str = ""
+    """Live runs: what the tool does, sent to the model with its `args_schema` (default: name)."""
     latency: Latency = Latency(p50_ms=150.0, p99_ms=900.0)
     """Service time of one call."""
     error_rate: Probability = 0.0
@@ -567,6 +576,9 @@ class Route(Strict):
     """Tier whose models are tried first."""
     max_retries: Annotated[int, Field(ge=0)] = 2
     """Retries per model call on this route (the per-route cap)."""
+    system_prompt: str = ""
+    """Live runs: the system prompt of this route's model calls (the driver appends its request
+    for a stated confidence)."""
     on_degraded_retrieval: Literal["caveat", "handoff", "escalate"] = "caveat"
     """When retrieval comes back empty or stale: answer anyway with a caveat (lower chance
     of being right), hand the request to a human, or move up a tier and answer there."""

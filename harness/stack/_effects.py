@@ -25,7 +25,7 @@ class CallModel:
     """Ask model `model` (a suite model name) for a completion."""
 
     __slots__ = ("degraded", "input_tokens", "max_output_tokens", "model", "prompt", "purpose",
-                 "timeout_s", "tool")  # fmt: skip
+                 "system", "timeout_s", "tool")  # fmt: skip
 
     def __init__(
         self,
@@ -37,6 +37,7 @@ class CallModel:
         degraded: bool = False,
         prompt: str = "",
         tool: str | None = None,
+        system: str = "",
     ) -> None:
         self.model = model
         self.purpose = purpose  # "classify" | "agent" | "repair" | "answer"
@@ -48,6 +49,7 @@ class CallModel:
         self.degraded = degraded  # context came from empty or stale retrieval
         self.prompt = prompt  # the user's text as this model sees it (after input guardrails)
         self.tool = tool  # step calls: the tool the plan calls next
+        self.system = system  # the route's system prompt (live runs send it)
 
 
 class CallTool:

@@ -85,7 +85,7 @@ class _Request:
     """Mutable bookkeeping of one request inside the stack."""
 
     __slots__ = ("deadline", "escalated", "fallbacks", "jitter", "now", "overrun", "retries",
-                 "session", "tiers", "tokens", "untrusted")  # fmt: skip
+                 "session", "system", "tiers", "tokens", "untrusted")  # fmt: skip
 
     def __init__(self, now: float, deadline: float, jitter: Callable[[int], float]) -> None:
         self.now = now
@@ -99,6 +99,7 @@ class _Request:
         self.untrusted = False  # has read tool or retrieval output
         self.overrun = False  # went past the token budget with enforcement off
         self.session: SessionSpend | None = None  # its session's spend (session budgets)
+        self.system = ""  # its route's system prompt, once routed
 
 
 class ReferenceStack:
@@ -216,6 +217,7 @@ class ReferenceStack:
         high = any(a in self.high_impact for a in intents)
         route, start, reason = yield from self._route(request, r, high, text)
         route_cfg = self.cfg.routes[route]
+        r.system = route_cfg.system_prompt
         tier_index = self.tiers.index(route_cfg.tier)
         if start:
             tier_index = min(tier_index + 1, len(self.tiers) - 1)
@@ -542,6 +544,7 @@ class ReferenceStack:
                 degraded,
                 prompt,
                 tool,
+                r.system,
             )
             assert isinstance(res, ModelResult)
             r.now = res.now

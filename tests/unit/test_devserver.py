@@ -121,15 +121,15 @@ def test_no_key_needed_when_started_without_one() -> None:
 
 def test_ratelimited_is_429_with_retry_after_then_200(client: httpx.Client) -> None:
     messages = [{"role": "user", "content": "rate limit me once"}]
-    first = client.post("/chat/completions", json={"model": "x-ratelimited", "messages": messages})
+    first = client.post("/chat/completions", json={"model": "dev-small-ratelimited", "messages": messages})
     assert first.status_code == 429
     assert first.headers["retry-after"] == "1"
     assert first.json()["error"]["type"] == "rate_limit_error"
-    retry = client.post("/chat/completions", json={"model": "x-ratelimited", "messages": messages})
+    retry = client.post("/chat/completions", json={"model": "dev-small-ratelimited", "messages": messages})
     assert retry.status_code == 200
-    assert retry.json()["model"] == "x-ratelimited"
+    assert retry.json()["model"] == "dev-small-ratelimited"
     other = [{"role": "user", "content": "a different body"}]
-    fresh = client.post("/chat/completions", json={"model": "x-ratelimited", "messages": other})
+    fresh = client.post("/chat/completions", json={"model": "dev-small-ratelimited", "messages": other})
     assert fresh.status_code == 429
 
 
@@ -215,14 +215,14 @@ def test_requests_are_recorded_without_the_key() -> None:
         DevServer(api_key=KEY) as srv,
         httpx.Client(headers={"Authorization": f"Bearer {KEY}", "X-Trace": "t1"}) as c,
     ):
-        c.post(f"{srv.base_url}/chat/completions", json={"model": "m", "messages": WEATHER})
+        c.post(f"{srv.base_url}/chat/completions", json={"model": "dev-small", "messages": WEATHER})
         seen = srv.requests
     [(path, headers, body)] = seen
     assert path == "/v1/chat/completions"
     assert headers["x-trace"] == "t1"
     assert "authorization" not in headers
     assert KEY not in json.dumps(headers)
-    assert body == {"model": "m", "messages": WEATHER}
+    assert body == {"model": "dev-small", "messages": WEATHER}
 
 
 def test_stop_releases_the_server_and_is_idempotent() -> None:

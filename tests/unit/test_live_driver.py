@@ -35,16 +35,28 @@ def test_tools_run_as_python_callables(
         "CALLS = []\ndef lookup(args):\n    CALLS.append(args)\n    return {'status': 'shipped'}\n",
         encoding="utf-8",
     )
+    (tmp_path / "asks.jsonl").write_text(
+        '{"text": "Please lookup order C1", "task_class": "moderate", '
+        '"assert": [{"type": "icontains", "value": "shipped"}]}\n',
+        encoding="utf-8",
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
+    schema = "{type: object, properties: {id: {type: string}}, required: [id]}"
     suite = load_suite(DEMO, flags(server,
-        "tools={lookup: {function: 'my_tools:lookup', args_example: {id: C1}}}",
-        "traffic.mix.moderate.tool_steps=1", "traffic.mix.moderate.tools=[lookup]",
+        f"tools={{lookup: {{function: 'my_tools:lookup', args_schema: {schema}}}}}",
+        f"traffic.file={tmp_path / 'asks.jsonl'}",
     )).suite  # fmt: skip
     result = live_run(suite)
     spans = result.spans.to_pandas()
     tool_spans = spans[spans["kind"] == "execute_tool"]
-    assert len(tool_spans) > 0 and (tool_spans["status"] == "ok").all()
-    assert sys.modules["my_tools"].CALLS[0] == {"id": "C1"}
+    assert len(tool_spans) == 1 and (tool_spans["status"] == "ok").all()
+    assert sys.modules["my_tools"].CALLS == [{"id": "please"}]  # the longest word, by the model
+    [row] = result.requests.to_pandas().to_dict("records")
+    assert row["outcome"] == "success"  # the answer quotes the tool's result
+    bodies = [r.body for r in server.requests if r.path.endswith("/chat/completions")]
+    assert bodies[0]["tools"][0]["function"]["parameters"]["required"] == ["id"]
+    assert [m["role"] for m in bodies[-1]["messages"]] == ["system", "user", "assistant", "tool"]
+    assert "shipped" in bodies[-1]["messages"][-1]["content"]
 
 
 def test_faults_apply_to_live_calls(server: DevServer) -> None:
