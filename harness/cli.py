@@ -1,6 +1,6 @@
 """The `evalx` command. The only place that turns results into exit codes.
 
-Commands: validate, run, record, compare, sweep, report, export-traces; learning the
+Commands: validate, run, record, compare, sweep, report, export-traces, view; learning the
 world from data: fit latency|traffic|quality (a suite fragment with provenance and a fit
 report), import (observed calls as a run directory) and backtest (fit on part of the
 data, predict the rest, judge the prediction).
@@ -21,6 +21,7 @@ import typer
 
 from harness import __version__
 from harness.errors import EvalxError
+from harness.view import MAX_DETAILS, MAX_ROWS
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -856,6 +857,108 @@ def export_traces(
     if read_manifest(run_dir).get("requests") == 0:
         typer.echo("note: the run has no requests; the trace file holds no spans", err=True)
     typer.echo(str(path))
+
+
+@app.command()
+def view(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (the baseline, with two).", show_default=False)
+    ],
+    candidate: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A second run: the candidate, paired with the first request by "
+            "request when both have the same suite and seed.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write the viewer here (default: RUN_DIR/view.html; with two runs "
+            "RUN_DIR2/view-vs-<RUN_DIR's name>.html; with --serve only if given).",
+            show_default=False,
+        ),
+    ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="Serve the viewer on 127.0.0.1 until Ctrl-C; it loads any request's "
+            "spans on demand.",
+        ),
+    ] = False,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port for --serve (implies it); 0 picks a free one.",
+            min=0,
+            max=65535,
+            show_default="0",
+        ),
+    ] = None,
+    rows: Annotated[
+        int,
+        typer.Option(
+            help="Most requests in the table; past it, every notable request is kept "
+            "and the rest thinned evenly.",
+            min=1,
+        ),
+    ] = MAX_ROWS,
+    details: Annotated[
+        int,
+        typer.Option(
+            help="Most requests whose spans and text a file embeds (changed, then "
+            "notable ones first).",
+            min=0,
+        ),
+    ] = MAX_DETAILS,
+) -> None:
+    """Look inside a run in a browser: a table of its requests and each request's timeline.
+
+    One self-contained HTML file (no network): sort and filter the requests, click one to
+    see every span as a waterfall, with prompt and answer when the run retained them. With
+    two runs of one suite and seed, a tab lists the requests whose outcome changed.
+    """
+    from harness.errors import OutputError
+    from harness.storage import check_file_out
+    from harness.view import make_server, open_run, payload, render
+
+    serve = serve or port is not None
+    dirs = [run_dir] if candidate is None else [run_dir, candidate]
+    name = run_dir.resolve().name
+    default = candidate / f"view-vs-{name}.html" if candidate else run_dir / "view.html"
+    target = out if out is not None else None if serve else default
+    try:
+        if target is not None:
+            check_file_out(target, "--out")
+        runs = [open_run(d) for d in dirs]
+        if target is not None:
+            page = render(payload(runs, max_rows=rows, max_details=details))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(target, page.encode("utf-8"))
+    except EvalxError as err:
+        raise _fail(err) from None
+    except OSError as exc:
+        raise _fail(OutputError(f"--out {target}: cannot write ({exc.strerror}); choose "
+                                "another path")) from None  # fmt: skip
+    if target is not None:
+        typer.echo(str(target))
+    if not serve:
+        return
+    page = render(payload(runs, max_rows=rows, max_details=details, served=True))
+    try:
+        server = make_server(runs, page, port or 0)
+    except OSError as exc:
+        raise _fail(OutputError(f"--port {port or 0}: cannot listen on 127.0.0.1 "
+                                f"({exc.strerror}); choose another port")) from None  # fmt: skip
+    typer.echo(f"serving {server.url} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 # --------------------------------------------------------------------------- learn from data

@@ -133,6 +133,7 @@ class LiveDriver(Engine):
         replaying: bool = False,
         transport: CassetteTransport | None = None,
         pace: str = "asap",
+        order: list[int] | None = None,
     ) -> None:
         super().__init__(suite, requests, tape, faults, stack, content=Content(suite, requests))
         for name, m in suite.models.items():
@@ -159,6 +160,11 @@ class LiveDriver(Engine):
                            for n, t in suite.tools.items()]  # fmt: skip
         self.server_names = [(m.model or n, i) for i, (n, m) in enumerate(suite.models.items())]
         self._functions: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self.order: list[int] = [] if order is None else order
+        """Which request stepped its stack, step by step: recorded, so that a replay steps
+        the stacks in the same interleaving (they share retry budgets and breakers)."""
+        self._replay_order = replaying and order is not None
+        self._position = 0
 
     # ------------------------------------------------------------------ the loop
 
@@ -173,7 +179,9 @@ class LiveDriver(Engine):
         inner: httpx.AsyncBaseTransport = self.transport or httpx.AsyncHTTPTransport(limits=limits)
         async with httpx.AsyncClient(transport=inner, timeout=None) as client:
             self.client = client
-            gate = asyncio.Semaphore(1 if self.replaying else self.concurrency)
+            self._turns = asyncio.Condition()
+            width = len(self.req) if self._replay_order else 1 if self.replaying else None
+            gate = asyncio.Semaphore(width or self.concurrency)
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             real = self.pace == "real" and not self.replaying
@@ -198,6 +206,7 @@ class LiveDriver(Engine):
         gen = proc.gen
         outcome: Any = None
         while True:
+            await self._turn(i)
             try:
                 eff = gen.send(outcome)
             except StopIteration as stop:
@@ -230,6 +239,20 @@ class LiveDriver(Engine):
                 outcome = HumanResult(OK, now, 0.0)
             else:
                 raise TypeError(f"stack yielded {eff!r}, which is not an effect")
+
+    async def _turn(self, i: int) -> None:
+        """Before request i steps its stack: recording, note it; replaying, wait for the
+        step the recording made next (the same interleaving, so the same shared state)."""
+        if not self._replay_order:
+            if not self.replaying:
+                self.order.append(i)
+            return
+        async with self._turns:
+            await self._turns.wait_for(
+                lambda: self._position >= len(self.order) or self.order[self._position] == i
+            )
+            self._position += 1
+            self._turns.notify_all()
 
     def _judged(self, i: int, final: Final) -> Final:
         """With a requests file, assertions on the answer decide success."""

@@ -28,6 +28,9 @@ from harness.stack import make_stack
 from harness.traffic import sample_requests
 from harness.world import sample_tape
 
+ORDER = "__order__"
+"""The timings file's key for the interleaving of stack steps (request ids, in order)."""
+
 
 def cassette_paths(directory: Path, suite: Suite) -> tuple[Path, Path]:
     """(cassette, timings) of a suite in a cassette directory."""
@@ -65,6 +68,8 @@ def _timings(path: Path) -> dict[str, list[Timing]]:
     out: dict[str, list[Timing]] = {}
     ok = isinstance(data, dict)
     for k, v in data.items() if ok else ():
+        if k == ORDER:
+            continue
         entries = [_entry(x) for x in v] if isinstance(v, list) else [None]
         if any(e is None for e in entries):
             ok = False
@@ -77,7 +82,19 @@ def _timings(path: Path) -> dict[str, list[Timing]]:
     return out
 
 
-def _dump(timings: dict[str, list[Timing]]) -> str:
+def _order(path: Path) -> list[int] | None:
+    """The recorded interleaving of stack steps (None in a recording made without it)."""
+    data = json.loads(read_text(path, limit=DATA_BYTES, what="timings file"))
+    order = data.get(ORDER)
+    if order is None:
+        return None
+    if not isinstance(order, list) or not all(type(x) is int and x >= 0 for x in order):
+        raise EvalxError(f"{path}: {ORDER} must be a list of request ids; re-record the "
+                         "cassette with evalx record")  # fmt: skip
+    return order
+
+
+def _dump(timings: dict[str, list[Timing]], order: list[int]) -> str:
     def one(t: Timing) -> Any:
         if not t.events_s and not t.failure:
             return t.latency_s
@@ -88,8 +105,11 @@ def _dump(timings: dict[str, list[Timing]]) -> str:
             out["failure"], out["detail"] = t.failure, t.detail
         return out
 
-    return json.dumps({k: [one(t) for t in v] for k, v in timings.items()}, indent=1,
-                      sort_keys=True) + "\n"  # fmt: skip
+    data: dict[str, Any] = {k: [one(t) for t in v] for k, v in timings.items()}
+    if not data:
+        return json.dumps({ORDER: order}) + "\n"
+    text = json.dumps(data, indent=1, sort_keys=True)
+    return text[:-2] + f',\n "{ORDER}": {json.dumps(order)}\n}}\n'  # the order on one line
 
 
 def live_run(
@@ -110,6 +130,7 @@ def live_run(
     reqs = sample_requests(suite)
     tape = sample_tape(suite, reqs)
     timings: dict[str, list[Timing]] = {}
+    order: list[int] | None = None
     transport: CassetteTransport | None = None
     if replay is not None:
         cassette, timing_file = cassette_paths(replay, suite)
@@ -118,6 +139,7 @@ def live_run(
         check_input(cassette, limit=DATA_BYTES, what="cassette")
         if timing_file.exists():
             timings = _timings(timing_file)
+            order = _order(timing_file)
         transport = CassetteTransport(
             open_cassette(cassette, True), True, httpx.AsyncHTTPTransport()
         )
@@ -130,9 +152,10 @@ def live_run(
     driver = LiveDriver(
         suite, reqs, tape, schedule(suite), make_stack(suite), concurrency=concurrency,
         timings=timings, replaying=replay is not None, transport=transport, pace=pace,
+        order=order,
     )  # fmt: skip
     trace = driver.run()
     if record is not None and transport is not None:
         transport.save()
-        timing_file.write_text(_dump(driver.timings), encoding="utf-8")
+        timing_file.write_text(_dump(driver.timings, driver.order), encoding="utf-8")
     return tables(suite, reqs, trace, t0)

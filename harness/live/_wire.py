@@ -38,7 +38,7 @@ SELF_REPORT = (
 """The structured self-report the driver asks for when no log-probabilities come back."""
 
 _CONFIDENCE_LINE = re.compile(
-    r"(?:^|\n)[ \t*_`]*confidence[ \t*_`]*[:=][ \t]*(\d*\.?\d+)[ \t]*(%?)[ \t*_`.]*\s*$",
+    r"(?:^|\n)[ \t*_`]*confidence[ \t*_`]*[:=][ \t*_`]*(\d*\.?\d+)[ \t]*(%?)[ \t*_`.]*\s*$",
     re.IGNORECASE,
 )
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -141,7 +141,10 @@ def error_detail(body: bytes) -> str:
         return body[:DETAIL_CHARS].decode("utf-8", "replace").strip()
     err = data.get("error") if isinstance(data, dict) else None
     if isinstance(err, dict):
-        kind = err.get("type") or err.get("code") or "error"
+        kind = str(err.get("type") or err.get("code") or "error")
+        code = err.get("code")
+        if code and str(code) != kind:
+            kind += f" ({code})"
         return f"{kind}: {err.get('message', '')}"[:DETAIL_CHARS]
     if isinstance(err, str):
         return err[:DETAIL_CHARS]

@@ -762,6 +762,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         try:
+            self._reply(method)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout)
+            self.close_connection = True
+
+    def _reply(self, method: str) -> None:
+        try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
@@ -776,9 +782,11 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.reset:
             self.close_connection = True
             return
+        self._date = reply.headers.get("Date")
         self.send_response(reply.status)
         for name, value in reply.headers.items():
-            self.send_header(name, value)
+            if name != "Date":  # sent by send_response (see date_time_string)
+                self.send_header(name, value)
         if not reply.chunks:
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
@@ -793,6 +801,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
+
+    _date: str | None = None
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The reply's own `Date` when it sets one (a fixed date for `Retry-After` dates)."""
+        return self._date or super().date_time_string(timestamp)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: tests and demos read `DevServer.requests`, not stderr."""

@@ -121,15 +121,16 @@ def test_no_key_needed_when_started_without_one() -> None:
 
 def test_ratelimited_is_429_with_retry_after_then_200(client: httpx.Client) -> None:
     messages = [{"role": "user", "content": "rate limit me once"}]
-    first = client.post("/chat/completions", json={"model": "dev-small-ratelimited", "messages": messages})
+    model = "dev-small-ratelimited"
+    first = client.post("/chat/completions", json={"model": model, "messages": messages})
     assert first.status_code == 429
     assert first.headers["retry-after"] == "1"
     assert first.json()["error"]["type"] == "rate_limit_error"
-    retry = client.post("/chat/completions", json={"model": "dev-small-ratelimited", "messages": messages})
+    retry = client.post("/chat/completions", json={"model": model, "messages": messages})
     assert retry.status_code == 200
     assert retry.json()["model"] == "dev-small-ratelimited"
     other = [{"role": "user", "content": "a different body"}]
-    fresh = client.post("/chat/completions", json={"model": "dev-small-ratelimited", "messages": other})
+    fresh = client.post("/chat/completions", json={"model": model, "messages": other})
     assert fresh.status_code == 429
 
 
