@@ -327,7 +327,7 @@ class LiveDriver(Engine):
         if reply.status == RATE_LIMITED:
             res.retry_after_s = reply.retry_after_s
         if reply.status == OK:
-            priced, answered = self._priced(m, reply.model)
+            priced, answered = self._priced(m, reply.model, reply.gateway_model)
             notes += answered
             tin, tout = reply.input_tokens or 0, reply.output_tokens or 0
             res.input_tokens, res.output_tokens = tin, tout
@@ -358,15 +358,18 @@ class LiveDriver(Engine):
         self._delivered(proc, res, now + latency)
         return res
 
-    def _priced(self, m: int, answered: str) -> tuple[int, list[str]]:
-        """(model index to price the call at, notes) for the model that answered."""
+    def _priced(self, m: int, answered: str, group: str = "") -> tuple[int, list[str]]:
+        """(model index to price the call at, notes) for the model that answered: the
+        response's `model`, or the gateway's deployment (`group`) when it names one."""
         asked = self.server_names[m][0]
-        if not answered or same_model(asked, answered):
+        if group and same_model(asked, group):
+            return m, []
+        if not group and (not answered or same_model(asked, answered)):
             return m, []
         for name, i in self.server_names:
-            if same_model(name, answered):
-                return i, [f"answered_by={answered}"]
-        return m, [f"answered_by={answered} (not in the suite: priced as {asked})"]
+            if (group and same_model(name, group)) or same_model(name, answered):
+                return i, [f"answered_by={group or answered}"]
+        return m, [f"answered_by={group or answered} (not in the suite: priced as {asked})"]
 
     def _reply(self, proc: Proc, eff: CallModel, res: ModelResult, reply: Reply) -> list[str]:
         """Fill an OK result: a tool step (the agent loop) or an answer with its confidence."""

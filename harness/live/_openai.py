@@ -88,6 +88,7 @@ def parse(status: int, hdrs: Mapping[str, str], content: bytes, streamed: bool,
     else:
         reply = _whole(content)
     reply.http_status = status
+    reply.gateway_model = hdrs.get("x-litellm-model-group", "")
     if gateway and gateway.strip() not in ("0", ""):
         reply.notes.append(f"gateway_fallbacks={gateway.strip()}")
     return finish(reply, prompt_text)

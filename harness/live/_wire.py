@@ -70,6 +70,8 @@ class Reply:
     cached_input_tokens: int = 0
     model: str = ""
     """The model that answered (the response's `model`), '' when the body did not say."""
+    gateway_model: str = ""
+    """The deployment a gateway says answered (LiteLLM's `x-litellm-model-group`)."""
     finish_reason: str = ""
     logprobs: list[float] | None = None
     """Token log-probabilities of the answer, when the endpoint returned them."""
