@@ -152,6 +152,24 @@ def run(
             show_default=False,
         ),
     ] = None,
+    live_: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Run against the models' endpoints (exit 2 when the suite names none).",
+        ),
+    ] = False,
+    pace: Annotated[
+        str,
+        typer.Option(
+            help="Live: asap (as fast as --concurrency allows) or real (each request sent at "
+            "its arrival time: an open-loop load test).",
+            metavar="asap|real",
+        ),
+    ] = "asap",
+    concurrency: Annotated[
+        int, typer.Option(help="Live: requests in flight at once.", min=1, metavar="N")
+    ] = 8,
     report: Annotated[
         bool, typer.Option(help="Write report.md and its figures into the run directory.")
     ] = True,
@@ -213,7 +231,12 @@ def run(
     try:
         loaded = load_suite(suite, overrides, policy)
         objectives = compile_thresholds(loaded)
-        live = replay is not None or _is_live(loaded.suite)
+        if pace not in ("asap", "real"):
+            raise EvalxError(f"--pace {pace}: choose asap or real")
+        if live_ and not _is_live(loaded.suite):
+            raise EvalxError(f"--live: {suite} names no endpoint (a model with provider: "
+                             "openai or anthropic and a base_url)")  # fmt: skip
+        live = live_ or replay is not None or _is_live(loaded.suite)
         preflight(loaded, safe=safe, full=False, live=live, keys=live and replay is None)
         rid = run_id(loaded)
         target: Path | str = default_run_dir(loaded.suite.name, rid)
@@ -223,7 +246,8 @@ def run(
         if live:
             from harness.live import live_run
 
-            result = live_run(loaded.suite, replay=replay)
+            result = live_run(loaded.suite, replay=replay, concurrency=concurrency,
+                              pace=pace)  # fmt: skip
         else:
             result = _simulate(loaded.suite, console, quiet)
         outcomes = evaluate(objectives, result.requests)

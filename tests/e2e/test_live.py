@@ -3,6 +3,7 @@ offline, and get identical records; keys never reach a cassette; faults are outc
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -107,3 +108,28 @@ def test_the_committed_replay_demo_runs_offline(evalx: RunEvalx, tmp_path: Path)
     requests = tables(tmp_path / "r")["requests"]
     assert len(requests) == 12  # type: ignore[arg-type]
     assert set(requests["outcome"]) <= {"success", "wrong", "blocked", "handoff"}  # type: ignore[index]
+
+
+def test_load_mode_paces_arrivals_in_real_time(evalx: RunEvalx, tmp_path: Path) -> None:
+    with DevServer(api_key=KEY) as srv:
+        proc = evalx("run", DEMO, *base(srv.base_url), "--live", "--pace", "real",
+                     "--concurrency", "2", "--set", "traffic.rate_per_s=8",
+                     "--out", tmp_path / "load", "-q", env={"EVALX_DEMO_KEY": KEY})  # fmt: skip
+        seen = len(srv.requests)
+    assert proc.returncode == 0, proc.stderr
+    assert seen >= 12
+    requests = tables(tmp_path / "load")["requests"]
+    arrivals = requests["arrival_s"]  # type: ignore[index]
+    assert arrivals.is_monotonic_increasing and arrivals.iloc[-1] > 0.5
+    manifest = json.loads((tmp_path / "load" / "manifest.json").read_text())
+    assert manifest["wall_seconds"] >= arrivals.iloc[-1]  # sent at their arrival times
+
+
+def test_live_without_endpoints_and_a_bad_pace_are_usage_errors(
+    evalx: RunEvalx, tmp_path: Path
+) -> None:
+    sim = evalx("run", ROOT / "scenarios" / "support.yaml", "--live", "--out", tmp_path / "a")
+    assert sim.returncode == 2 and "--live" in sim.stderr and "names no endpoint" in sim.stderr
+    bad = evalx("run", DEMO, "--pace", "fast", "--replay", ROOT / "fixtures" / "cassettes",
+                "--out", tmp_path / "b")  # fmt: skip
+    assert bad.returncode == 2 and "choose asap or real" in bad.stderr
