@@ -277,6 +277,16 @@ class ReferenceStack:
                 continue
             if steps >= budgets.max_steps:  # the model wants more steps than the cap allows
                 return (yield from self._fail("budget_exhausted", route, r, text))
+            if res.proposed_tool in self.prohibited or res.proposed_tool in self.high_impact:
+                # a step that is itself a policed action (a live model's tool call): guarded as
+                # an action is (prohibited, injection containment, high-impact approval)
+                ok = yield from self._action(r, intents, res.proposed_tool, res.tool_args, tier,
+                                             route, text)  # fmt: skip
+                if isinstance(ok, Final):
+                    return ok
+                steps += 1
+                last_call = call
+                continue
             problem = self._args_problem(res.proposed_tool, res.tool_args)
             if problem is not None:
                 acted = enforce

@@ -119,3 +119,21 @@ def test_low_stated_confidence_escalates(server: DevServer) -> None:
     answers = spans[(spans["kind"] == "chat") & (spans["status"] == "ok")]
     assert answers["detail"].str.contains("confidence=self_report").all()
     assert requests["escalated"].sum() > 0  # dev-small states 0.45-0.75: below 0.8
+
+
+def test_a_tool_call_that_is_a_high_impact_action_needs_approval(
+    server: DevServer, tmp_path: Path
+) -> None:
+    (tmp_path / "asks.jsonl").write_text(
+        '{"text": "Please refund order C1042", "task_class": "moderate"}\n', encoding="utf-8"
+    )
+    flags = [*(f"models.{m}.base_url={server.base_url}" for m in ("small", "medium", "large")),
+             "models.medium.model=dev-medium",
+             "tools={refund: {function: 'agent_tools:order_status'}}",
+             "stack.escalation.high_impact_route=null",  # stays on the fast tier
+             f"traffic.file={tmp_path / 'asks.jsonl'}"]  # fmt: skip
+    result = live_run(load_suite(DEMO, flags).suite)
+    [row] = result.requests.to_pandas().to_dict("records")
+    assert row["outcome"] == "handoff" and row["tool_calls"] == 0  # a human approves first
+    spans = result.spans.to_pandas()
+    assert "high_impact_approval" in set(spans.loc[spans["kind"] == "policy_check", "name"])
