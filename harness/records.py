@@ -155,7 +155,13 @@ SPAN_COLUMNS: tuple[Column, ...] = (
     ),
     Column("cost_usd", "float64", "Cost of the call."),
     Column("fault", "string", "Injected faults that hit the call ('' if none)."),
-    Column("detail", "string", "Router: tier and reason; policy check: what it found or judged."),
+    Column(
+        "detail",
+        "string",
+        "Router: tier and reason; policy check: what it found or judged; live chat and tool "
+        "calls: `key=value` facts joined by '; ' (error type and message, confidence source, "
+        "answered_by, usage=estimated, refusal, gateway_fallbacks, tpot_ms, retry_after).",
+    ),
     Column("stage", "string", "Where a check ran or a violation passed: input, tool_args, ..."),
     Column("guards", "string", "Policy check: the violation kind it guards against."),
     Column("caught", "bool", "Policy check: the guardrail detected the edge case."),
