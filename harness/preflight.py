@@ -142,13 +142,13 @@ def _live(loaded: LoadedSuite, keys: bool) -> None:
         return
     problems: list[Problem] = []
     for name, m in models.items():
-        if m.provider != "openai":
+        if m.provider == "sim":
             message = "a suite with a real endpoint runs live: every model needs one"
-            hint = "set provider: openai and a base_url"
+            hint = "set provider: openai (or anthropic) and a base_url"
             problems.append(_located(loaded, ("models", name, "provider"), message, hint))
         elif not m.base_url:
             hint = "e.g. base_url: http://127.0.0.1:8000/v1"
-            message = "provider openai needs a base_url"
+            message = f"provider {m.provider} needs a base_url"
             problems.append(_located(loaded, ("models", name, "base_url"), message, hint))
         elif keys and m.api_key_env and os.environ.get(m.api_key_env) is None:
             message = f"${m.api_key_env} is not set"

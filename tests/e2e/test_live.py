@@ -133,3 +133,26 @@ def test_live_without_endpoints_and_a_bad_pace_are_usage_errors(
     bad = evalx("run", DEMO, "--pace", "fast", "--replay", ROOT / "fixtures" / "cassettes",
                 "--out", tmp_path / "b")  # fmt: skip
     assert bad.returncode == 2 and "choose asap or real" in bad.stderr
+
+
+def test_anthropic_streamed_record_and_replay_through_the_cli(
+    evalx: RunEvalx, tmp_path: Path
+) -> None:
+    sets = [f"models.{m}.{k}" for m in ("small", "medium", "large")
+            for k in ("provider=anthropic", "stream=true")]  # fmt: skip
+    extra = [a for s in sets for a in ("--set", s)]
+    with DevServer(api_key=KEY, token_s=0.005) as srv:
+        flags = [*base(srv.base_url), *extra]
+        rec = evalx("record", DEMO, *flags, "--cassettes", tmp_path / "c",
+                    "--out", tmp_path / "rec", env={"EVALX_DEMO_KEY": KEY})  # fmt: skip
+        assert rec.returncode == 0, rec.stderr
+        assert any(r.path == "/v1/messages" for r in srv.requests)
+    rep = evalx("run", DEMO, *flags, "--replay", tmp_path / "c", "--out", tmp_path / "rep", "-q",
+                env={"EVALX_DEMO_KEY": ""})  # fmt: skip
+    assert rep.returncode == 0, rep.stderr
+    a, b = tables(tmp_path / "rec"), tables(tmp_path / "rep")
+    for name in a:
+        pdt.assert_frame_equal(a[name], b[name], check_exact=True)  # type: ignore[arg-type]
+    spans = a["spans"]
+    chats = spans[(spans["kind"] == "chat") & (spans["status"] == "ok")]  # type: ignore[index]
+    assert len(chats) > 0 and (chats["ttft_ms"] < chats["duration_ms"]).all()

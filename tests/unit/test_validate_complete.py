@@ -255,9 +255,9 @@ def test_a_live_suite_needs_an_endpoint_for_every_model() -> None:
         2,
         [
             "error: suite.yaml:10: models.b.provider: a suite with a real endpoint runs live: "
-            "every model needs one; set provider: openai and a base_url",
+            "every model needs one; set provider: openai (or anthropic) and a base_url",
             "error: suite.yaml:11: models.c.provider: a suite with a real endpoint runs live: "
-            "every model needs one; set provider: openai and a base_url",
+            "every model needs one; set provider: openai (or anthropic) and a base_url",
         ],
     )
 
