@@ -244,3 +244,17 @@ def test_confidence_from_logprobs_when_returned(server: DevServer) -> None:
     body = next(r.body for r in server.requests if r.path.endswith("completions"))
     assert body["logprobs"] is True
     assert "confidence: <p>" in body["messages"][0]["content"]  # the self-report is asked too
+
+
+def test_a_recording_is_an_ordinary_vcrpy_cassette(server: DevServer, tmp_path: Path) -> None:
+    import httpx
+    import vcr
+
+    run(server.base_url, "models.small.stream=true", record=tmp_path)
+    url = f"{server.base_url}/chat/completions"
+    server.stop()
+    recorder = vcr.VCR(record_mode="none", match_on=["method", "uri"])
+    with recorder.use_cassette(str(tmp_path / "replay-demo.yaml"), allow_playback_repeats=True):
+        r = httpx.post(url, json={})  # vcrpy's own httpx patch answers, the server is gone
+    assert r.status_code in (200, 429)
+    assert r.headers["x-request-id"].startswith("req_")
