@@ -258,3 +258,31 @@ def test_a_recording_is_an_ordinary_vcrpy_cassette(server: DevServer, tmp_path: 
         r = httpx.post(url, json={})  # vcrpy's own httpx patch answers, the server is gone
     assert r.status_code in (200, 429)
     assert r.headers["x-request-id"].startswith("req_")
+
+
+def test_bodies_built_from_the_openai_sdk_types_parse() -> None:
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+    done = ChatCompletion.model_validate({
+        "id": "c1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini-2024-07-18",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None,
+                     "message": {"role": "assistant", "content": None, "refusal": None,
+                                 "tool_calls": [{"id": "call_1", "type": "function",
+                                                 "function": {"name": "lookup",
+                                                              "arguments": '{"id": "C1"}'}}]}}],
+        "usage": None,
+    })  # fmt: skip
+    reply = _openai.parse(200, {}, done.model_dump_json().encode(), False, "prompt")
+    assert reply.tool_calls[0].name == "lookup" and reply.tool_calls[0].arguments == '{"id": "C1"}'
+    assert same_model("gpt-4o-mini", reply.model) and "usage=estimated" in reply.notes
+    chunks = [ChatCompletionChunk.model_validate({
+        "id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+        "choices": choices, "usage": usage}) for choices, usage in (
+            ([{"index": 0, "delta": {"role": "assistant", "content": "Hi"}}], None),
+            ([{"index": 0, "delta": {"content": " there"}, "finish_reason": "stop"}], None),
+            ([], {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}))]  # fmt: skip
+    stream = b"".join(b"data: " + c.model_dump_json().encode() + b"\n\n" for c in chunks)
+    headers = {"content-type": "text/event-stream"}
+    reply = _openai.parse(200, headers, stream + b"data: [DONE]\n\n", True, "")
+    assert (reply.text, reply.input_tokens, reply.output_tokens) == ("Hi there", 3, 2)
+    assert reply.output_events == [0, 1]
