@@ -9,7 +9,7 @@ Bump `SCHEMA_VERSION` whenever a column changes meaning, type or name.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -200,16 +200,16 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
     arrival = arrivals(trace, requests)
     plan = requests.sessions
 
-    def columns() -> Iterator[np.ndarray]:
+    def columns() -> Iterator[np.ndarray | pa.Array]:
         yield np.arange(trace.n, dtype=np.int64)
         yield arrival
-        yield np.asarray(requests.class_names, dtype=object)[requests.task_class]
+        yield _strings(requests.class_names, requests.task_class)
         tenant = requests.extra.get("tenant")
         yield tenant if tenant is not None else np.full(trace.n, "", dtype=object)
-        yield codes["route"].decode(trace.route)
-        yield codes["tier"].decode(trace.served_by)
-        yield codes["tiers_tried"].decode(trace.tiers_tried)
-        yield np.asarray(outcomes, dtype=object)[trace.outcome]
+        yield _strings(codes["route"].values, trace.route)
+        yield _strings(codes["tier"].values, trace.served_by)
+        yield _strings(codes["tiers_tried"].values, trace.tiers_tried)
+        yield _strings(outcomes, trace.outcome)
         yield trace.success
         yield (trace.end_s - arrival) * 1000.0
         yield (trace.first_token_s - arrival) * 1000.0
@@ -224,9 +224,9 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield trace.handoff
         yield trace.handoff_wait_s * 1000.0
         yield trace.violations
-        yield codes["violation_kinds"].decode(trace.violation_kinds)
+        yield _strings(codes["violation_kinds"].values, trace.violation_kinds)
         yield trace.prevented
-        yield codes["violation_kinds"].decode(trace.prevented_kinds)
+        yield _strings(codes["violation_kinds"].values, trace.prevented_kinds)
         yield trace.confidence
         yield trace.model_calls
         yield trace.tool_calls
@@ -292,21 +292,17 @@ def spans_table(trace: Trace) -> pa.Table:
     is_chat = kind == SPAN_KINDS.index("chat")
     is_tool = (kind == SPAN_KINDS.index("execute_tool")) | (kind == SPAN_KINDS.index("retrieval"))
 
-    def columns() -> Iterator[np.ndarray]:
+    def columns() -> Iterator[np.ndarray | pa.Array]:
         yield col("request_id")
         yield col("index")
-        yield np.asarray(SPAN_KINDS, dtype=object)[kind]
-        yield codes["name"].decode(col("name"))
-        op = np.full(kind.shape, "", dtype=object)
-        op[is_chat] = "chat"
-        op[is_tool] = "execute_tool"
-        yield op
-        del op
+        yield _strings(SPAN_KINDS, kind)
+        yield _strings(codes["name"].values, col("name"))
+        yield _strings(("", "chat", "execute_tool"), np.where(is_chat, 1, np.where(is_tool, 2, 0)))
         target = col("target")
-        yield codes["target"].decode(np.where(is_chat, target, 0))
-        yield codes["target"].decode(np.where(is_tool, target, 0))
+        yield _strings(codes["target"].values, np.where(is_chat, target, 0))
+        yield _strings(codes["target"].values, np.where(is_tool, target, 0))
         del target
-        yield codes["tier"].decode(col("tier"))
+        yield _strings(codes["tier"].values, col("tier"))
         yield col("call_index")
         start = col("start_s")
         yield start
@@ -314,20 +310,19 @@ def spans_table(trace: Trace) -> pa.Table:
         del start
         yield col("queue_s") * 1000.0
         yield (col("first_token_s") - col("start_s")) * 1000.0
-        yield np.asarray(STATUSES, dtype=object)[col("status")]
+        yield _strings(STATUSES, col("status"))
         yield col("http_status")
         yield col("input_tokens")
         yield col("output_tokens")
         yield col("cache_read")
         yield col("cost_usd")
-        yield codes["fault"].decode(col("fault"))
-        yield codes["detail"].decode(col("detail"))
-        yield np.asarray(STAGE_NAMES, dtype=object)[col("stage")]
-        kinds = np.asarray(KINDS, dtype=object)
-        yield kinds[col("guards")]
+        yield _strings(codes["fault"].values, col("fault"))
+        yield _strings(codes["detail"].values, col("detail"))
+        yield _strings(STAGE_NAMES, col("stage"))
+        yield _strings(KINDS, col("guards"))
         yield col("caught").astype(bool)
         yield col("acted").astype(bool)
-        yield kinds[col("violation")]
+        yield _strings(KINDS, col("violation"))
 
     return _table(columns(), SPAN_COLUMNS)
 
@@ -336,15 +331,26 @@ NULL_WHEN_NAN = frozenset({"ttft_ms"})
 """Float columns whose missing values are null in Parquet (NaN in the engine's buffers)."""
 
 
-def _table(columns: Iterator[np.ndarray], spec: tuple[Column, ...]) -> pa.Table:
+def _strings(values: Sequence[str], codes: np.ndarray) -> pa.Array:
+    """The string column of integer `codes` into `values`, made by Arrow (no Python string
+    per row: a million-request run's spans have tens of millions of these cells)."""
+    import pyarrow as pa
+
+    return pa.array(values, type=pa.string()).take(pa.array(codes))
+
+
+def _table(columns: Iterator[np.ndarray | pa.Array], spec: tuple[Column, ...]) -> pa.Table:
     """Arrow table from column arrays produced one at a time, in documented order."""
     import pyarrow as pa
 
     sch = schema(spec)
     arrays = []
     for field, values in zip(sch, columns, strict=True):
-        nulls = field.name in NULL_WHEN_NAN  # NaN there means "none": stored as null
-        arrays.append(pa.array(values, type=field.type, from_pandas=nulls))
+        if isinstance(values, pa.Array):
+            arrays.append(values)
+        else:
+            nulls = field.name in NULL_WHEN_NAN  # NaN there means "none": stored as null
+            arrays.append(pa.array(values, type=field.type, from_pandas=nulls))
         del values
     return pa.Table.from_arrays(arrays, schema=sch)
 
