@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
+import typer.core
 
 from harness import __version__
 from harness.errors import EvalxError
@@ -28,27 +29,63 @@ if TYPE_CHECKING:
 
     from harness.backtest import Split
     from harness.data._dist import FitKind
+    from harness.phases import PhaseReport
     from harness.run import RunResult
     from harness.spec import Suite
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+WIDTH = 100
+"""Columns the terminal output fits by default (--wide: as many as the tables need)."""
+
+_METAVARS = {
+    "baseline": "RUN_DIR", "bucket_s": "SECONDS", "cassettes": "DIR", "columns": "FIELD=COL,...",
+    "concurrency": "N", "confirm": "K", "format_": "FORMAT", "gates": "FILE", "grid": "FILE",
+    "id_": "COLUMN", "json_": "FILE", "junit": "FILE", "kind": "KIND", "markdown": "FILE",
+    "model": "NAME", "models": "NAME=NAME,...", "out": "PATH", "price_in": "USD",
+    "price_out": "USD", "replications": "R", "score": "COLUMN", "split": "time|random",
+    "success": "CONDITION", "target": "TARGET", "task_class": "COLUMN", "train": "SHARE",
+}  # fmt: skip
+"""Words for option values in help, by parameter name (else by type: N, X, PATH, TEXT)."""
+
+
+class _Group(typer.core.TyperGroup):
+    """evalx's command groups: help names every value with a word (FILE, N, KEY=VALUE)
+    instead of typer's Python type (<path>, <int>, <list[str]>). A metavar given where an
+    option is made is kept; arguments are named in capitals (RUN_DIR); flags take none."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        for param in command.params if command is not None else []:
+            if param.metavar is not None or getattr(param, "is_flag", False):
+                continue
+            if isinstance(param, typer.core.TyperArgument):
+                param.metavar = str(param.name).rstrip("_").upper()
+            elif isinstance(param, typer.core.TyperOption):
+                kind = {"int": "N", "float": "X", "str": "TEXT"}.get(param.bare_type(), "PATH")
+                param.metavar = _METAVARS.get(str(param.name), kind)
+        return command
+
 
 app = typer.Typer(
     name="evalx",
     help="Production-like scenario evaluation for multi-model LLM routing stacks.",
+    cls=_Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
-SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file.", show_default=False)]
+SuiteArg = Annotated[
+    Path, typer.Argument(help="Suite YAML file.", show_default=False, metavar="SUITE")
+]
 PolicyOpt = Annotated[
     Path | None,
     typer.Option(
         "--policy",
         help="Policy file to run under, instead of the suite's policies.file.",
         show_default=False,
+        metavar="FILE",
     ),
 ]
 SetOpt = Annotated[
@@ -58,6 +95,39 @@ SetOpt = Annotated[
         help="Override a suite value: --set stack.escalation.confidence_threshold=0.7 "
         "(repeatable).",
         show_default=False,
+        metavar="KEY=VALUE",
+    ),
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wide",
+        help="Print every column at full precision; by default tables fit 100 columns.",
+    ),
+]
+ExecutorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--executor",
+        help="inline, process or dask (default: a process pool when --workers > 1, else inline).",
+        show_default=False,
+        metavar="inline|process|dask",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Workers for process or dask (default: 2 with --executor process or dask, else 1).",
+        show_default=False,
+        metavar="N",
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Join an existing Dask cluster (tcp://host:port).",
+        show_default=False,
+        metavar="URL",
     ),
 ]
 
@@ -95,9 +165,12 @@ def _fail(err: EvalxError) -> typer.Exit:
 def validate(
     suite: SuiteArg, set_: SetOpt = None, policy: PolicyOpt = None, safe: SafeOpt = False
 ) -> None:
-    """Check a suite and everything a run will use (files it names, JSON Schemas, the stack
-    factory, tool functions, assertions) without calling a model; print every problem as
-    file:line: key: problem; hint."""
+    """Check a suite without running it.
+
+    Checks everything a run will use (files it names, JSON Schemas, the stack factory,
+    tool functions, assertions) without calling a model; prints every problem as
+    file:line: key: problem; hint.
+    """
     from harness.errors import SpecError
     from harness.preflight import preflight
     from harness.spec import load_suite
@@ -138,10 +211,12 @@ def run(
             help="Run directory or fsspec URL, e.g. s3://bucket/runs/x (default: "
             "runs/suite=<name>/run=<id>/).",
             show_default=False,
+            metavar="DIR|URL",
         ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Override the suite's seed.", show_default=False)
+        int | None,
+        typer.Option(help="Override the suite's seed.", show_default=False, metavar="N"),
     ] = None,
     set_: SetOpt = None,
     policy: PolicyOpt = None,
@@ -150,6 +225,7 @@ def run(
         typer.Option(
             help="Replay recorded cassettes from this directory (offline, no key).",
             show_default=False,
+            metavar="DIR",
         ),
     ] = None,
     live_: Annotated[
@@ -179,22 +255,20 @@ def run(
             "--otlp-json",
             help="Also write the spans as OTLP JSON to this file.",
             show_default=False,
+            metavar="FILE",
         ),
     ] = None,
     replications: Annotated[
         int | None,
         typer.Option(
-            help="Run R independent worlds (seeds derived from the suite's).", show_default=False
+            help="Run R independent worlds (seeds derived from the suite's).",
+            show_default=False,
+            metavar="R",
         ),
     ] = None,
-    executor_: Annotated[
-        str, typer.Option("--executor", help="inline, process or dask (for replications).")
-    ] = "inline",
-    workers: Annotated[int, typer.Option(help="Workers for process or dask.")] = 2,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Join an existing Dask cluster (tcp://host:port).", show_default=False),
-    ] = None,
+    executor_: ExecutorOpt = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
     resume: Annotated[
         bool, typer.Option(help="Reuse the replications an interrupted run finished.")
     ] = False,
@@ -202,17 +276,26 @@ def run(
         bool, typer.Option("--quiet", "-q", help="Print only the run directory.")
     ] = False,
     safe: SafeOpt = False,
+    wide: WideOpt = False,
 ) -> None:
-    """Simulate a suite in virtual time and write requests, spans and summary as Parquet.
+    """Run a suite and write its run directory.
 
-    Suites whose models name real endpoints (provider: openai) run live, or offline from
-    cassettes with --replay.
+    Simulates the suite in virtual time and writes requests, spans and summary as
+    Parquet, with report.md. Suites whose models name real endpoints (provider: openai)
+    run live, or offline from cassettes with --replay. --executor, --workers, --scheduler
+    and --resume apply to --replications.
     """  # fmt: skip
     from rich.console import Console
 
     from harness.metrics import tenant_summary
     from harness.preflight import preflight
-    from harness.report import route_table, tenant_table, thresholds_block, violations_table
+    from harness.report import (
+        phase_table,
+        route_table,
+        tenant_table,
+        thresholds_block,
+        violations_table,
+    )
     from harness.run import run_id
     from harness.spec import load_suite
     from harness.storage import check_out, is_url
@@ -224,8 +307,14 @@ def run(
         if out is not None and is_url(out):
             raise _fail(EvalxError("--replications writes its parts locally: give a local --out"))
         _replicated(suite, overrides, policy, replications, Path(out) if out else None,
-                    executor_, workers, scheduler, resume, quiet, safe)  # fmt: skip
+                    executor_, workers, scheduler, resume, quiet, safe, wide)  # fmt: skip
         return
+    given = [name for name, value in (("--executor", executor_), ("--workers", workers),
+                                      ("--scheduler", scheduler)) if value is not None]  # fmt: skip
+    given += ["--resume"] if resume else []
+    if given:
+        raise _fail(EvalxError(f"{', '.join(given)}: only with --replications R (a single run "
+                               "is one process); add --replications or drop them"))  # fmt: skip
     if otlp_json is not None and out is not None and is_url(out):
         raise _fail(EvalxError("--otlp-json reads the run back: give a local --out"))
     try:
@@ -251,7 +340,8 @@ def run(
         else:
             result = _simulate(loaded.suite, console, quiet)
         outcomes = evaluate(objectives, result.requests)
-        _write_run(target, loaded, result, rid, as_records(outcomes), report)
+        phases = _write_run(target, loaded, result, rid, as_records(outcomes), report,
+                            phases=not quiet)  # fmt: skip
         if otlp_json is not None:
             from harness.otlp import write_otlp
 
@@ -268,21 +358,23 @@ def run(
             raise typer.Exit(EXIT_FAILED)
         return
     s = loaded.suite
-    out_console = Console() if sys.stdout.isatty() else Console(width=160)
+    out_console = _stdout(wide)
     pol = loaded.policy()
     out_console.print(
-        f"[bold]{s.name}[/bold]  seed {s.seed}  {result.trace.n:,} requests  "
-        f"{result.sim_seconds:,.0f} s simulated in {result.wall_seconds:.2f} s wall  "
-        f"policy {pol['name']} {pol['version']} ({pol['hash'][:8]}"
-        f"{'' if s.policies.enforce else ', not enforced'})",
+        _fill([f"[bold]{s.name}[/bold]", f"seed {s.seed}", f"{result.trace.n:,} requests",
+               f"{result.sim_seconds:,.0f} s simulated in {result.wall_seconds:.2f} s wall",
+               f"policy {pol['name']} {pol['version']} ({pol['hash'][:8]}"
+               f"{'' if s.policies.enforce else ', not enforced'})"], out_console.width),
         highlight=False,
-    )
+    )  # fmt: skip
     summary = result.summary.to_pandas()
-    out_console.print(route_table(summary))
+    out_console.print(route_table(summary, wide=wide))
+    if phases is not None and len(phases.table) > 1:
+        out_console.print(phase_table(phases.table, wide=wide))
     tenants = tenant_summary(result.requests)
     if tenants is not None:
-        out_console.print(tenant_table(tenants))
-    governance = violations_table(summary)
+        out_console.print(tenant_table(tenants, wide=wide))
+    governance = violations_table(summary, wide=wide)
     if governance is not None:
         out_console.print(governance)
     if outcomes:
@@ -307,7 +399,11 @@ def record(
     set_: SetOpt = None,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,
 ) -> None:
-    """Run a suite live against its endpoints and record every HTTP interaction (vcrpy)."""
+    """Run a suite live and record its HTTP calls.
+
+    Every HTTP interaction with the suite's endpoints is recorded (vcrpy), for offline
+    replays with evalx run --replay.
+    """
     from harness.live import live_run
     from harness.preflight import preflight
     from harness.run import run_id, write
@@ -352,21 +448,28 @@ def compare(
         bool,
         typer.Option(help="Compare runs of different suites or seeds as independent samples."),
     ] = False,
+    wide: WideOpt = False,
 ) -> None:
-    """Compare two runs per route and metric; exit 1 on a regression or a failed gate.
+    """Compare two runs; exit 1 on a regression or a failed gate.
 
-    Runs of the same suite and seed are paired request by request (McNemar, paired
-    bootstrap); a regression must exceed its tolerance and be significant after Holm.
-    The Markdown report is also appended to $GITHUB_STEP_SUMMARY when that is set.
+    Per route and metric. Runs of the same suite and seed are paired request by request
+    (McNemar, paired bootstrap); a regression must exceed its tolerance and be significant
+    after Holm. The Markdown report is also appended to $GITHUB_STEP_SUMMARY when that is
+    set.
     """
     import os
-
-    from rich.console import Console
 
     from harness.compare import Gates, compare_runs, load_gates
     from harness.errors import OutputError
     from harness.integrity import read_manifest
-    from harness.report import compare_json, compare_junit, compare_markdown, compare_table
+    from harness.report import (
+        compare_json,
+        compare_junit,
+        compare_lines,
+        compare_markdown,
+        compare_table,
+        compare_verdict,
+    )
     from harness.storage import check_file_out
 
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -381,10 +484,12 @@ def compare(
         thresholds = read_manifest(candidate).get("thresholds") or []
     except EvalxError as err:
         raise _fail(err) from None
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = _stdout(wide)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
-    console.print(compare_table(result))
+    for line in compare_lines(result):
+        console.print(line, highlight=False, markup=False)
+    console.print(compare_table(result, wide=wide))
     for g in result.absolute:
         mark = "[green]✓[/green]" if g.passed else "[red]✗[/red]"
         console.print(f"{mark} {g.name}: {g.message}", highlight=False)
@@ -407,7 +512,8 @@ def compare(
         where = exc.filename or summary
         raise _fail(OutputError(f"{where}: cannot write ({exc.strerror}); "
                                 "choose another path")) from None  # fmt: skip
-    console.print("[red]FAIL[/red]" if failed else "[green]PASS[/green]")
+    verdict = compare_verdict(result, len(failed_thresholds))
+    console.print(f"[{'red' if failed else 'green'}]{verdict}[/]", highlight=False)
     if failed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -455,22 +561,14 @@ def sweep(
     out: Annotated[
         Path | None,
         typer.Option(
-            help="Output directory (default: runs/<suite>/sweeps/<id>/).", show_default=False
-        ),
-    ] = None,
-    workers: Annotated[int, typer.Option(help="Workers for the full runs.")] = 1,
-    executor_: Annotated[
-        str | None,
-        typer.Option(
-            "--executor",
-            help="inline, process or dask (default: inline, or a process pool when --workers > 1).",
+            help=f"Output directory (default: {SWEEP_DIR}/).",
             show_default=False,
+            metavar="DIR",
         ),
     ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(help="Join an existing Dask cluster (tcp://host:port).", show_default=False),
-    ] = None,
+    workers: WorkersOpt = None,
+    executor_: ExecutorOpt = None,
+    scheduler: SchedulerOpt = None,
     target: Annotated[
         str | None,
         typer.Option(
@@ -480,11 +578,13 @@ def sweep(
         ),
     ] = None,
 ) -> None:
-    """Screen a grid on the world tape, confirm the best over replications, recommend one.
+    """Tune routing: screen a grid, confirm, recommend.
 
-    A setting is feasible when every threshold holds at its 95% confidence bound across
-    the replications, at the suite's seed, and (with --gates or --baseline) passes the
-    gates as evalx compare would. Exit 0 with a recommendation, 1 when none is feasible.
+    The grid is screened on the world tape and the best settings confirmed over
+    replications. A setting is feasible when every threshold holds at its 95% confidence
+    bound across the replications, at the suite's seed, and (with --gates or --baseline)
+    passes the gates as evalx compare would. Exit 0 with a recommendation, 1 when none is
+    feasible.
     """  # fmt: skip
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -497,7 +597,7 @@ def sweep(
     from harness.storage import check_out, write_run
     from harness.sweep import recommendation, run_sweep, sweep_frame, target_share
 
-    console = Console(width=min(Console().width, 100) if sys.stdout.isatty() else 100)
+    console = _stdout()
     err_console = Console(stderr=True)
     try:
         if replications < 1:
@@ -507,9 +607,9 @@ def sweep(
         axes = dict(loaded.suite.sweep.grid)
         if grid is not None:
             axes, _ = load_suite_data(grid, "grid file")
-        target_dir = out or Path("runs") / f"suite={loaded.suite.name}" / f"sweep={run_id(loaded)}"
+        target_dir = out or default_sweep_dir(loaded.suite.name, run_id(loaded))
         check_out(target_dir)
-        kind = executor_ or ("process" if workers > 1 else "inline")
+        kind, workers = _workers(executor_, workers)
         check_suite(loaded.suite, processes=max(1, _local_processes(kind, workers, scheduler,
                                                                     workers)))  # fmt: skip
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -592,8 +692,9 @@ def _print_sweep(console: Console, loaded: Any, result: Any, frame: Any, rec: An
                       highlight=False)  # fmt: skip
     if rec["target"]:
         t = rec["target"]
-        console.print(f"target {t['target']}: threshold {t['threshold']:.4g} gives share "
-                      f"{t['share']:.3f}  ({t['set']})", highlight=False)  # fmt: skip
+        console.print(f"target {t['target']}: threshold {t['threshold']} gives share "
+                      f"{t['share']:.3f}", highlight=False)  # fmt: skip
+        console.print(f"  apply: {t['set']}", highlight=False)
     gating = rec["gating"]
     if rec["recommended"]:
         r = rec["recommended"]
@@ -617,12 +718,6 @@ def _print_sweep(console: Console, loaded: Any, result: Any, frame: Any, rec: An
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
 
 
-def _num(value: float, sign: bool = False) -> str:
-    """A figure for the terminal: thousands with commas, small ones to 4 significant digits."""
-    plus = "+" if sign else ""
-    return f"{value:{plus},.0f}" if abs(value) >= 1000 else f"{value:{plus}.4g}"
-
-
 def _cell(metrics: dict[str, Any], key: str, scale: float, fmt: str) -> str:
     """A confirmed metric as `mean ±half-width`, or `mean [low, high]` when the interval was
     clipped to the metric's range (scaled; 100 for percent)."""
@@ -644,11 +739,13 @@ def _finalists_table(result: Any, rec: Any, params: list[str]) -> Any:
     from rich import box
     from rich.table import Table
 
+    from harness.report import SWEEP_LEGEND
     from harness.sweep import short_names
 
-    table = Table(title=f"Finalists: mean ±95% CI over {result.replications} replications "
-                  "(low and high where clipped to the range), route all", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD)  # fmt: skip
+    title = f"Finalists: mean ±95% CI over {result.replications} replications, route all"
+    caption = f"\\[low, high] where an interval is clipped to its range\n{SWEEP_LEGEND}"
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  caption=caption, caption_justify="left", min_width=len(title))  # fmt: skip
     table.add_column("")
     names = short_names(params)
     for p in params:
@@ -672,9 +769,12 @@ def _constraints_table(checks: Any, replications: int) -> Any:
     from rich import box
     from rich.table import Table
 
-    table = Table(title=f"  constraints over {replications} replications: margin > 0 is slack; "
-                  "P = chance it holds at another seed", title_justify="left",
-                  header_style="bold", box=box.SIMPLE_HEAD)  # fmt: skip
+    from harness.units import number
+
+    title = (f"  constraints over {replications} replications: margin > 0 is slack; "
+             "P = chance it holds at another seed")  # fmt: skip
+    table = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  min_width=len(title))  # fmt: skip
     table.add_column("")
     table.add_column("constraint", min_width=42, overflow="fold")
     for name in ("mean", "margin [95% CI]", "P"):
@@ -686,11 +786,11 @@ def _constraints_table(checks: Any, replications: int) -> Any:
         if c["margin"] is None:
             margin = "-"
         elif c["margin_low"] is None:
-            margin = _num(c["margin"], sign=True)
+            margin = number(c["margin"], sign=True)
         else:
-            margin = (f"{_num(c['margin'], sign=True)} [{_num(c['margin_low'], sign=True)}, "
-                      f"{_num(c['margin_high'], sign=True)}]")  # fmt: skip
-        mean = "-" if c["value"] is None else _num(c["value"])
+            margin = (f"{number(c['margin'], sign=True)} [{number(c['margin_low'], sign=True)}, "
+                      f"{number(c['margin_high'], sign=True)}]")  # fmt: skip
+        mean = "-" if c["value"] is None else number(c["value"])
         table.add_row("✓" if c["passed"] else "✗", text, mean, margin, f"{c['p_holds']:.3f}")
     return table
 
@@ -718,12 +818,13 @@ def _replicated(
     policy: Path | None,
     replications: int,
     out: Path | None,
-    kind: str,
-    workers: int,
+    kind: str | None,
+    workers: int | None,
     scheduler: str | None,
     resume: bool,
     quiet: bool,
     safe: bool = False,
+    wide: bool = False,
 ) -> None:
     """`evalx run --replications R`: R worlds on an executor, reduced in unit order."""
     from rich.console import Console
@@ -742,6 +843,7 @@ def _replicated(
         loaded = load_suite(suite, overrides, policy)
         preflight(loaded, safe=safe, full=False)
         target = out if out is not None else default_run_dir(loaded.suite.name, run_id(loaded))
+        kind, workers = _workers(kind, workers)
         ex = _executor(kind, workers, scheduler)
         check_suite(loaded.suite, processes=_local_processes(kind, workers, scheduler,
                                                              replications))  # fmt: skip
@@ -761,14 +863,53 @@ def _replicated(
     if quiet:
         typer.echo(str(target))
         return
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = _stdout(wide)
     m = result["manifest"]
     console.print(f"[bold]{m['suite']}[/bold]  {m['replications']} replications "
                   f"(seeds from {m['seed']})  executor {kind}", highlight=False)  # fmt: skip
-    console.print(replications_table(result["across"], result["pooled"]))
+    console.print(replications_table(result["across"], result["pooled"], wide=wide))
     for warning in replication_warnings(result["across"]):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     console.print(f"run directory: {target}")
+
+
+def _stdout(wide: bool = False) -> Console:
+    """The console tables print on: a terminal's width (COLUMNS when set) up to 100
+    columns; 100 when the output goes to a file or a pipe; with --wide, as wide as the
+    tables need."""
+    from rich.console import Console
+
+    tty = sys.stdout.isatty()
+    if wide:
+        return Console(width=None if tty else 1000, soft_wrap=True)
+    return Console(width=min(Console().width, WIDTH) if tty else WIDTH)
+
+
+def _fill(parts: list[str], width: int) -> str:
+    """Parts joined by two spaces, a new line where the next part would pass `width`: a
+    line breaks between phrases, never inside one. Rich markup does not count."""
+    from rich.text import Text
+
+    lines = [parts[0]]
+    for part in parts[1:]:
+        line = f"{lines[-1]}  {part}"
+        if Text.from_markup(line).cell_len <= width:
+            lines[-1] = line
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
+def _workers(kind: str | None, workers: int | None) -> tuple[str, int]:
+    """The executor and worker count asked for, with the defaults run and sweep share: a
+    process pool when --workers > 1, else inline; 2 workers for process or dask."""
+    if workers is not None and workers < 1:
+        raise EvalxError(f"--workers must be at least 1, got {workers}")
+    if kind is None:
+        kind = "process" if workers is not None and workers > 1 else "inline"
+    if workers is None:
+        workers = 1 if kind == "inline" else 2
+    return kind, workers
 
 
 def _local_processes(kind: str, workers: int, scheduler: str | None, units: int) -> int:
@@ -798,21 +939,30 @@ def _write_run(
     rid: str,
     thresholds: list[dict[str, Any]],
     report: bool,
-) -> None:
-    """The run directory, atomically: tables, manifest and (optionally) the report."""
-    from harness.report import plot_files, run_markdown
+    phases: bool = False,
+) -> PhaseReport | None:
+    """The run directory, atomically: tables, manifest and (optionally) the report; the
+    run read by phase when the report or `phases` asks for it."""
+    from harness.phases import SPAN_COLUMNS_READ
+    from harness.report import plot_files, run_markdown, run_phases
     from harness.run import manifest
     from harness.storage import REQUESTS, SESSIONS, SPANS, SUMMARY, write_run
 
     man = manifest(loaded, result, rid, ["evalx", *sys.argv[1:]], thresholds)
     extra: dict[str, str | bytes] = {}
+    by_phase = None
+    if report or phases:
+        requests = result.requests.to_pandas()
+        names = [c for c in SPAN_COLUMNS_READ if c in result.spans.column_names]
+        by_phase = run_phases(requests, result.spans.select(names).to_pandas(), man)
     if report:
-        plots = plot_files(result.requests.to_pandas(), man)
+        plots = plot_files(requests, man)
         extra = {**plots, "report.md": run_markdown(result.summary.to_pandas(), man,
-                                                    {n: n for n in plots})}  # fmt: skip
+                                                    {n: n for n in plots}, by_phase)}  # fmt: skip
     tables = {REQUESTS: result.requests, SPANS: result.spans, SUMMARY: result.summary,
               SESSIONS: result.sessions}  # fmt: skip
     write_run(target, tables, man, extra)
+    return by_phase
 
 
 @app.command("report")
@@ -822,14 +972,16 @@ def report_(
         str, typer.Option("--format", help="md or html (one self-contained file).")
     ] = "md",
 ) -> None:
-    """Write report.md (with its figures) or a self-contained report.html for a run.
+    """Write a run's report.md or report.html.
 
-    The run's tables are verified against the manifest's hashes first (a damaged run is
+    report.md comes with its figures; report.html is one self-contained file. The run's
+    tables are verified against the manifest's hashes first (a damaged run is
     refused, exit 2); the figures are views and are redrawn when any is missing.
     """
     from harness.errors import OutputError
     from harness.integrity import read_manifest, read_table, verify
-    from harness.report import PLOTS, plot_files, run_html, run_markdown
+    from harness.phases import SPAN_COLUMNS_READ
+    from harness.report import PLOTS, plot_files, run_html, run_markdown, run_phases
     from harness.storage import REQUESTS, SESSIONS, SPANS, SUMMARY, check_file_out
 
     if format_ not in ("md", "html"):
@@ -845,15 +997,21 @@ def report_(
         verify(run_dir, man, [n for n in (SPANS, SESSIONS) if (run_dir / n).exists()])
         requests = read_table(run_dir, REQUESTS, man).to_pandas()
         summary = read_table(run_dir, SUMMARY, man).to_pandas()
+        spans = None
+        if (run_dir / SPANS).exists():
+            table = read_table(run_dir, SPANS, man)
+            spans = table.select([c for c in SPAN_COLUMNS_READ if c in table.column_names])
+        phases = run_phases(requests, None if spans is None else spans.to_pandas(), man)
         images = {n: (run_dir / n).read_bytes() for n in PLOTS if (run_dir / n).exists()}
         if len(images) < len(PLOTS):
             images = plot_files(requests, man)
             for name, body in images.items():
                 _atomic_write(run_dir / name, body)
         if format_ == "md":
-            _atomic_write(path, run_markdown(summary, man, {n: n for n in images}).encode())
+            _atomic_write(path, run_markdown(summary, man, {n: n for n in images},
+                                             phases).encode())  # fmt: skip
         else:
-            _atomic_write(path, run_html(summary, man, images).encode())
+            _atomic_write(path, run_html(summary, man, images, phases).encode())
     except EvalxError as err:
         raise _fail(err) from None
     except OSError as exc:
@@ -870,7 +1028,10 @@ def export_traces(
         typer.Option(help="Output file (default: RUN_DIR/traces.otlp.json).", show_default=False),
     ] = None,
 ) -> None:
-    """Write a run's spans as OTLP JSON (OpenTelemetry GenAI conventions), one trace a request."""
+    """Write a run's spans as OTLP JSON traces.
+
+    One trace a request, with OpenTelemetry GenAI attribute names.
+    """
     from harness.integrity import read_manifest
     from harness.otlp import write_otlp
 
@@ -938,11 +1099,12 @@ def view(
         ),
     ] = MAX_DETAILS,
 ) -> None:
-    """Look inside a run in a browser: a table of its requests and each request's timeline.
+    """Look inside a run in a browser.
 
-    One self-contained HTML file (no network): sort and filter the requests, click one to
-    see every span as a waterfall, with prompt and answer when the run retained them. With
-    two runs of one suite and seed, a tab lists the requests whose outcome changed.
+    A table of its requests and each request's timeline. One self-contained HTML file
+    (no network): sort and filter the requests, click one to see every span as a
+    waterfall, with prompt and answer when the run retained them. With two runs of one
+    suite and seed, a tab lists the requests whose outcome changed.
     """
     from harness.errors import OutputError
     from harness.storage import check_file_out
@@ -988,7 +1150,9 @@ def view(
 # --------------------------------------------------------------------------- learn from data
 
 fit_app = typer.Typer(
-    help="Learn a suite fragment (latency, traffic or quality) from observed data.",
+    cls=_Group,
+    help="Learn latency, traffic or quality from observed data.\n\nEach writes a suite "
+    "fragment with its provenance and a fit report.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -1085,7 +1249,10 @@ def fit_latency_(
     kind: Annotated[str, typer.Option(help="auto, lognormal or empirical.")] = "auto",
     columns: CallColumnsOpt = None,
 ) -> None:
-    """Fit each model's latency (token-aware when ttft and tokens exist) and error rate."""
+    """Fit each model's latency and error rate.
+
+    Token-aware (time to first token plus per-token time) when ttft and tokens exist.
+    """
     from harness.data import fit_latency
 
     try:
@@ -1134,7 +1301,10 @@ def fit_traffic_(
     ] = None,
     sort: Annotated[bool, typer.Option(help="Sort the log by timestamp first.")] = False,
 ) -> None:
-    """Fit arrival rate, spikes and token sizes per class from a request log."""
+    """Fit arrivals, spikes and token sizes from a request log.
+
+    The arrival rate, its spikes, and token sizes per task class.
+    """
     from harness.data import fit_traffic, read_log
 
     try:
@@ -1184,7 +1354,10 @@ def fit_quality_(
         ),
     ] = None,
 ) -> None:
-    """Fit per-class success per model and point world.outcomes at the table."""
+    """Fit per-class success per model from an outcome table.
+
+    The fragment also points world.outcomes at the table.
+    """
     import os
 
     from harness.data import fit_quality, read_outcomes
@@ -1219,10 +1392,11 @@ def import_(
     price_out: PriceOutOpt = 0.0,
     report: Annotated[bool, typer.Option(help="Write report.md and its figures.")] = True,
 ) -> None:
-    """Turn observed calls into a run directory (marked observed) for compare and report.
+    """Turn observed calls into a run directory.
 
-    One request and one chat span per call; compare it with a simulation using
-    `evalx compare OBSERVED SIMULATED --unpaired`.
+    The run is marked observed, for compare and report. One request and one chat span
+    per call; compare it with a simulation using `evalx compare OBSERVED SIMULATED
+    --unpaired`.
     """
     from harness.observed import Prices, observed_run
     from harness.storage import check_out, write_run
@@ -1234,10 +1408,13 @@ def import_(
         tables, man = observed_run(calls, ["evalx", *sys.argv[1:]], prices)
         extra: dict[str, str | bytes] = {}
         if report:
-            from harness.report import plot_files, run_markdown
+            from harness.report import plot_files, run_markdown, run_phases
 
-            plots = plot_files(tables["requests.parquet"].to_pandas(), man)
-            body = run_markdown(tables["summary.parquet"].to_pandas(), man, {n: n for n in plots})
+            requests = tables["requests.parquet"].to_pandas()
+            spans = tables["spans.parquet"].to_pandas() if "spans.parquet" in tables else None
+            plots = plot_files(requests, man)
+            body = run_markdown(tables["summary.parquet"].to_pandas(), man, {n: n for n in plots},
+                                run_phases(requests, spans, man))  # fmt: skip
             extra = {**plots, "report.md": body}
         write_run(out, tables, man, extra)
     except EvalxError as err:
@@ -1270,10 +1447,11 @@ def backtest(
         ),
     ] = None,
 ) -> None:
-    """Fit on one part of observed calls, simulate the rest, judge the prediction.
+    """Fit on part of observed calls, predict the rest.
 
-    Exit 1 when a metric's prediction lies outside the observed value's 95% interval
-    widened by the tolerance (rates: by tolerance x the rarer side, at least 0.01).
+    Simulates the held-out calls and judges the prediction. Exit 1 when a metric's
+    prediction lies outside the observed value's 95% interval widened by the tolerance
+    (rates: by tolerance x the rarer side, at least 0.01).
     """
     from harness.backtest import backtest as run_backtest
     from harness.backtest import write_backtest
@@ -1314,6 +1492,15 @@ def _atomic_write(path: Path, body: bytes) -> None:
 def default_run_dir(suite: str, rid: str) -> Path:
     """runs/suite=<name>/run=<id>: a folder of runs reads as one hive-partitioned dataset."""
     return Path("runs") / f"suite={suite}" / f"run={rid}"
+
+
+SWEEP_DIR = "runs/suite=<name>/sweep=<id>"
+"""Where a sweep writes without --out (`default_sweep_dir`), as its help says."""
+
+
+def default_sweep_dir(suite: str, rid: str) -> Path:
+    """runs/suite=<name>/sweep=<id>, beside the suite's runs."""
+    return Path("runs") / f"suite={suite}" / f"sweep={rid}"
 
 
 def _is_live(suite: Suite) -> bool:

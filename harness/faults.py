@@ -6,7 +6,9 @@ turns them into outcomes (an error status, added latency, a hang); nothing raise
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,15 +101,40 @@ def hits(windows: tuple[Window, ...], now: float, u: float) -> list[Window]:
     return [w for w in windows if w.start_s <= now < w.end_s and u < w.probability]
 
 
-def phases(suite: Suite, arrival_s: np.ndarray) -> np.ndarray:
-    """Per request, the fault windows (and spikes) active at its arrival: 'a+b' or 'baseline'."""
-    windows = [(f.start_s, f.start_s + f.duration_s, f.label) for f in suite.faults]
-    windows += [(s.start_s, s.start_s + s.duration_s, "spike") for s in suite.traffic.spikes]
-    n = arrival_s.shape[0]
+class TimeWindow(NamedTuple):
+    """A scheduled window, `[start_s, end_s)` in seconds after the run start, and its name.
+
+    The one shape in which fault windows and traffic spikes travel from a suite or a
+    manifest to the phase labels, the phase report and the timeline figure: an end, never
+    a duration.
+    """
+
+    start_s: float
+    end_s: float
+    label: str
+
+
+SPIKE = "spike"
+"""The phase label of a traffic spike."""
+
+
+def suite_windows(suite: Suite) -> list[TimeWindow]:
+    """The suite's fault windows in suite order, then its spikes (labelled `spike`)."""
+    windows = [TimeWindow(f.start_s, f.start_s + f.duration_s, f.label) for f in suite.faults]
+    windows += [
+        TimeWindow(s.start_s, s.start_s + s.duration_s, SPIKE) for s in suite.traffic.spikes
+    ]
+    return windows
+
+
+def label_phases(windows: Sequence[TimeWindow], times_s: np.ndarray) -> np.ndarray:
+    """Per time, the labels of the windows active then, joined 'a+b' in window order (each
+    label once), or 'baseline' when none is."""
+    n = times_s.shape[0]
     if not windows:
         return np.full(n, "baseline", dtype=object)
-    masks = np.stack([(arrival_s >= a) & (arrival_s < b) for a, b, _ in windows])
-    labels = [w[2] for w in windows]
+    masks = np.stack([(times_s >= w.start_s) & (times_s < w.end_s) for w in windows])
+    labels = [w.label for w in windows]
     codes, inverse = np.unique(masks.T, axis=0, return_inverse=True)
     names = [
         "+".join(dict.fromkeys(lab for lab, on in zip(labels, row, strict=False) if on))
@@ -115,3 +142,8 @@ def phases(suite: Suite, arrival_s: np.ndarray) -> np.ndarray:
         for row in codes
     ]
     return np.asarray(names, dtype=object)[inverse.reshape(-1)]
+
+
+def phases(suite: Suite, arrival_s: np.ndarray) -> np.ndarray:
+    """Per request, the fault windows (and spikes) active at its arrival: 'a+b' or 'baseline'."""
+    return label_phases(suite_windows(suite), arrival_s)

@@ -10,7 +10,8 @@ into, and no display needed.
 
 Layout: `_common` (size, shared colours, make/label/save helpers) under `_frontier`
 (the sweep figure), `_latency` (latency CDF), `_timeline` (success and p95 over time,
-fault and spike windows) and `_tiers` (cost by route and tier, tier paths).
+fault and spike windows as `harness.faults.TimeWindow`; `bucket_size` is its time
+bucket) and `_tiers` (cost by route and tier, tier paths).
 """
 
 from harness.plots._frontier import (
@@ -24,19 +25,20 @@ from harness.plots._frontier import (
 )
 from harness.plots._latency import latency_cdf_png
 from harness.plots._tiers import cost_png, paths_png
-from harness.plots._timeline import _bucket_size as _bucket_size
-from harness.plots._timeline import timeline_png
+from harness.plots._timeline import bucket_size, timeline_figure, timeline_png
 
 __all__ = [
     "CONFIRMED_FRONTIER",
     "FRONTIER_COLUMNS",
     "INTERVAL_COLUMNS",
     "SCREENED",
+    "bucket_size",
     "cost_png",
     "frontier_figure",
     "frontier_png",
     "latency_cdf_png",
     "pareto_mask",
     "paths_png",
+    "timeline_figure",
     "timeline_png",
 ]

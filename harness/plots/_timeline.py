@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from harness.faults import TimeWindow
+
 _SPIKE = "#555555"
 _FAULT_COLOURS = ("#ff7f0e", "#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 # Round bucket sizes in seconds; neighbours are at most 2x apart, so one gives 40-80 buckets.
@@ -48,22 +50,36 @@ def timeline_png(
     requests: pd.DataFrame,
     path: str | Path,
     *,
-    faults: Sequence[tuple[float, float, str]] = (),
-    spikes: Sequence[tuple[float, float]] = (),
+    faults: Sequence[TimeWindow] = (),
+    spikes: Sequence[TimeWindow] = (),
     bucket_s: float | None = None,
     title: str = "Success rate and p95 latency over time",
 ) -> Path:
-    """Draw success rate and p95 latency per time bucket, with faults and spikes; its path.
+    """Draw `timeline_figure` and write it as a PNG; its path. The parent folder must exist."""
+    fig = timeline_figure(requests, faults=faults, spikes=spikes, bucket_s=bucket_s, title=title)
+    return _save(fig, path)
+
+
+def timeline_figure(
+    requests: pd.DataFrame,
+    *,
+    faults: Sequence[TimeWindow] = (),
+    spikes: Sequence[TimeWindow] = (),
+    bucket_s: float | None = None,
+    title: str = "Success rate and p95 latency over time",
+) -> Figure:
+    """Success rate and p95 latency per time bucket, with faults and spikes, as a Figure.
 
     Requests are bucketed by `arrival_s` (seconds since the start); the top panel is the
     bucket's success rate, the bottom its p95 latency (ms, NaN latencies left out), both
     against one time axis; a bucket without requests is a gap. Dashed lines show the whole
-    run's value. `faults` are `(start_s, duration_s, label)` windows, shaded in both
-    panels and labelled above the top one (labels that would collide go on a higher row);
-    `spikes` are `(start_s, duration_s)` traffic spikes, hatched and labelled "spike".
-    Windows are clipped to the run's time range; one wholly outside it is only named in
-    the legend. `bucket_s` defaults to a round size giving 40-80 buckets. An empty table
-    draws "no requests". Raises ValueError for a non-positive `bucket_s`.
+    run's value. `faults` and `spikes` are `TimeWindow`s (start and *end* in seconds,
+    `harness.faults`): faults are shaded in both panels and labelled above the top one
+    (labels that would collide go on a higher row); spikes are hatched and labelled with
+    their label ("spike"). Windows are clipped to the run's time range; one wholly outside
+    it is only named in the legend. `bucket_s` defaults to a round size giving 40-80
+    buckets. An empty table draws "no requests". Raises ValueError for a non-positive
+    `bucket_s`.
     """
     from matplotlib.figure import Figure
 
@@ -72,14 +88,14 @@ def timeline_png(
     if len(requests) == 0:
         fig, ax = _figure()
         _no_requests(fig, ax, requests, title)
-        return _save(fig, path)
+        return fig
     _check_columns(requests, ("arrival_s", "success", "latency_ms"), "timeline_png")
     arrival = requests["arrival_s"].to_numpy(dtype=float)
     success = requests["success"].to_numpy(dtype=float)
     latency = requests["latency_ms"].to_numpy(dtype=float)
 
     span = max(float(np.nanmax(arrival)) if not np.isnan(arrival).all() else 0.0, 0.0)
-    size = bucket_s if bucket_s is not None else _bucket_size(span)
+    size = bucket_s if bucket_s is not None else bucket_size(span)
     n_buckets = max(int(np.floor(span / size)) + 1, 1)
     end = n_buckets * size
     bucket = np.clip(np.floor(np.nan_to_num(arrival, nan=-1.0) / size), -1, n_buckets - 1)
@@ -110,9 +126,9 @@ def timeline_png(
     handles += _timeline_line_handles(overall_rate, overall_p95, size)
 
     windows = [
-        _Window(start, start + duration, label, _FAULT_COLOURS[i % len(_FAULT_COLOURS)], False)
-        for i, (start, duration, label) in enumerate(faults)
-    ] + [_Window(start, start + duration, "spike", _SPIKE, True) for start, duration in spikes]
+        _Window(w.start_s, w.end_s, w.label, _FAULT_COLOURS[i % len(_FAULT_COLOURS)], False)
+        for i, w in enumerate(faults)
+    ] + [_Window(w.start_s, w.end_s, w.label, _SPIKE, True) for w in spikes]
     for window in windows:
         shown = window.start < end and window.end > 0
         if shown:
@@ -137,10 +153,10 @@ def timeline_png(
         fontsize="small",
     )
     _label_windows(fig, top, [w for w in windows if w.start < end and w.end > 0], end)
-    return _save(fig, path)
+    return fig
 
 
-def _bucket_size(span: float) -> float:
+def bucket_size(span: float) -> float:
     """The smallest round size giving at most `_MAX_BUCKETS` buckets over `span` seconds."""
     for size in _BUCKETS:
         if span / size <= _MAX_BUCKETS:

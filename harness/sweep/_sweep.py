@@ -647,13 +647,18 @@ def target_share(loaded: LoadedSuite, target: str, policy: str | None = None) ->
         group = pr.routes.index(route)
     theta = threshold_for_share(pr.attempts, pr.tiers.index(tier), share, group)
     theta = min(max(theta, 0.0), 1.0)  # +inf: escalate everything, which 1.0 also does
-    got = screen(pr.attempts, np.array([theta]), (95.0,))
+    # The shortest decimal with exactly the breakpoint's share: 0.7355, not 0.7355452179908752.
+    candidates = np.array([*(round(theta, places) for places in range(1, 11)), theta])
+    got = screen(pr.attempts, candidates, (95.0,))
     g = group if group is not None else pr.attempts.n_groups
+    shares = got["share_tier"][:, g, pr.tiers.index(tier)]
+    first = int(np.flatnonzero(shares == shares[-1])[0])
+    theta = float(candidates[first])
     return {
         "target": target,
         "parameter": THRESHOLD,
         "threshold": theta,
-        "share": float(got["share_tier"][0, g, pr.tiers.index(tier)]),
+        "share": float(shares[first]),
         "set": f"--set {THRESHOLD}={theta!r}",
     }
 

@@ -56,7 +56,7 @@ def test_html_report_is_one_file_with_inlined_images(
     parser.feed(page)
     assert len(parser.sources) == 4
     assert all(src.startswith("data:image/png;base64,") for src in parser.sources)
-    assert "<table>" in page and "evalx run: support" in page
+    assert '<table class="sortable">' in page and "evalx run: support" in page
     traces = evalx("export-traces", out)
     assert traces.returncode == 0 and (out / "traces.otlp.json").exists()
 

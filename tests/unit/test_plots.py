@@ -14,14 +14,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.faults import SPIKE, TimeWindow, suite_windows
+from harness.phases import manifest_windows
 from harness.plots import (
     FRONTIER_COLUMNS,
-    _bucket_size,
+    bucket_size,
     cost_png,
     frontier_png,
     latency_cdf_png,
     pareto_mask,
     paths_png,
+    timeline_figure,
     timeline_png,
 )
 from harness.run import simulate
@@ -229,14 +232,17 @@ REQUEST_PLOTS = {
 }
 
 
+Windows = list[TimeWindow]
+
+
 @pytest.fixture(scope="module")
-def run() -> tuple[pd.DataFrame, list[tuple[float, float, str]], list[tuple[float, float]]]:
+def run() -> tuple[pd.DataFrame, Windows, Windows]:
     """A small real run of the support suite, with its fault windows and spikes."""
     suite = load_suite("scenarios/support.yaml", ["traffic.requests=1500"]).suite
     requests = simulate(suite).requests.to_pandas()
-    faults = [(f.start_s, f.duration_s, f.label) for f in suite.faults]
-    spikes = [(s.start_s, s.duration_s) for s in suite.traffic.spikes]
-    return requests, faults, spikes
+    windows = suite_windows(suite)
+    faults = [w for w in windows if w.label != SPIKE]
+    return requests, faults, [w for w in windows if w.label == SPIKE]
 
 
 def draw(name: str, requests: pd.DataFrame, path: Path, **kwargs: object) -> Path:
@@ -288,13 +294,14 @@ def test_timeline_with_crowded_windows_and_a_fixed_bucket(
     tmp_path: Path, run: tuple[pd.DataFrame, list, list]
 ) -> None:
     requests, _, _ = run
-    faults = [(10.0, 30.0, "a-long-fault-name"), (15.0, 30.0, "b"), (20.0, 5.0, "c"), (-5, 8, "d")]
+    faults = [TimeWindow(10.0, 40.0, "a-long-fault-name"), TimeWindow(15.0, 45.0, "b"),
+              TimeWindow(20.0, 25.0, "c"), TimeWindow(-5, 3, "d")]  # fmt: skip
     out = draw(
         "timeline",
         requests,
         tmp_path / "t.png",
         faults=faults,
-        spikes=[(12.0, 20.0), (10_000.0, 5.0)],
+        spikes=[TimeWindow(12.0, 32.0, SPIKE), TimeWindow(10_000.0, 10_005.0, SPIKE)],
         bucket_s=0.5,
     )
     assert png_size(out) == (1080, 720)
@@ -311,7 +318,7 @@ def test_paths_keeps_the_top_and_pools_the_rest(
     ("span", "expected"), [(550.0, 10.0), (124.0, 2.0), (0.0, 0.01), (1e6, 2e4)]
 )
 def test_bucket_size_gives_forty_to_eighty_buckets(span: float, expected: float) -> None:
-    assert _bucket_size(span) == expected
+    assert bucket_size(span) == expected
     if span >= 1:
         assert 40 <= span / expected <= 80
 
@@ -330,3 +337,80 @@ def test_request_plots_reject_what_they_cannot_draw(
     with pytest.raises(ValueError, match=r"lacks column.*cost_usd"):
         cost_png(requests.drop(columns="cost_usd"), target)
     assert not target.exists()
+
+
+# --- the timeline's windows are the fault schedule ----------------------------------------
+
+SUPPORT_SCHEDULE = {
+    "crm-slow": (120.0, 240.0),
+    "spike": (240.0, 300.0),
+    "premium-outage": (300.0, 390.0),
+    "stale-index": (400.0, 460.0),
+}
+"""scenarios/support.yaml's faults and spike, start and end in seconds (not durations)."""
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Windows, Windows]:
+    """The support suite as shipped (8,000 requests, about 550 s of arrivals: every window
+    inside the run), with its windows read back from the run's manifest as a report does."""
+    from harness.run import manifest
+
+    loaded = load_suite("scenarios/support.yaml")
+    result = simulate(loaded.suite)
+    faults, spikes = manifest_windows(manifest(loaded, result, "r", ["evalx"], []))
+    return result.requests.to_pandas(), faults, spikes
+
+
+def shaded(ax: object) -> dict[str, list[tuple[float, float]]]:
+    """The x-extents of an axes' window patches: fault shading (filled) and spikes (hatched)."""
+    from matplotlib.patches import Rectangle
+
+    out: dict[str, list[tuple[float, float]]] = {"fault": [], "spike": []}
+    for patch in ax.patches:  # type: ignore[attr-defined]
+        assert isinstance(patch, Rectangle)
+        x0, x1 = patch.get_x(), patch.get_x() + patch.get_width()
+        out["spike" if patch.get_hatch() else "fault"].append((round(x0, 6), round(x1, 6)))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def test_the_suite_schedule_is_what_the_test_expects() -> None:
+    windows = suite_windows(load_suite("scenarios/support.yaml").suite)
+    assert {w.label: (w.start_s, w.end_s) for w in windows} == SUPPORT_SCHEDULE
+
+
+def test_manifest_windows_carry_ends_not_durations(
+    full_run: tuple[pd.DataFrame, Windows, Windows],
+) -> None:
+    _, faults, spikes = full_run
+    assert all(isinstance(w, TimeWindow) for w in [*faults, *spikes])
+    assert {w.label: (w.start_s, w.end_s) for w in [*faults, *spikes]} == SUPPORT_SCHEDULE
+
+
+def test_timeline_shades_exactly_the_fault_schedule(
+    tmp_path: Path, full_run: tuple[pd.DataFrame, Windows, Windows]
+) -> None:
+    """Both panels shade each fault over [start, end) and hatch the spike over its 60 s, and
+    the labels above the top panel sit over the middle of their window."""
+    requests, faults, spikes = full_run
+    fig = timeline_figure(requests, faults=faults, spikes=spikes)
+    top, bottom = fig.axes
+    faults_expected = sorted(v for k, v in SUPPORT_SCHEDULE.items() if k != "spike")
+    for ax in (top, bottom):
+        assert shaded(ax) == {"fault": faults_expected, "spike": [SUPPORT_SCHEDULE["spike"]]}
+    labels = {t.get_text(): t.xy[0] for t in top.texts if hasattr(t, "xy")}
+    assert labels == {k: (a + b) / 2 for k, (a, b) in SUPPORT_SCHEDULE.items()}
+    assert bottom.get_xlim()[1] >= max(b for _, b in SUPPORT_SCHEDULE.values())
+    timeline_png(requests, tmp_path / "timeline.png", faults=faults, spikes=spikes)
+    assert png_size(tmp_path / "timeline.png") == (1080, 720)
+
+
+def test_timeline_clips_a_window_past_the_run(
+    run: tuple[pd.DataFrame, Windows, Windows],
+) -> None:
+    requests, _, _ = run
+    end = float(requests["arrival_s"].max())
+    fig = timeline_figure(requests, faults=[TimeWindow(end - 10, end + 1000, "late")])
+    ((low, high),) = shaded(fig.axes[0])["fault"]
+    assert low == round(end - 10, 6)
+    assert high == round(fig.axes[0].get_xlim()[1], 6) < end + 1000
