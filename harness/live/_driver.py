@@ -159,6 +159,7 @@ class LiveDriver(Engine):
         self.wire_tools = [(n, t.description, t.args_schema or _NO_ARGS)
                            for n, t in suite.tools.items()]  # fmt: skip
         self.server_names = [(m.model or n, i) for i, (n, m) in enumerate(suite.models.items())]
+        self.model_specs = list(suite.models.values())
         self._functions: dict[str, Callable[[dict[str, Any]], Any]] = {}
         self.order: list[int] = [] if order is None else order
         """Which request stepped its stack, step by step: recorded, so that a replay steps
@@ -333,7 +334,7 @@ class LiveDriver(Engine):
             res.input_tokens, res.output_tokens = tin, tout
             res.cached_input_tokens = reply.cached_input_tokens
             proc.cached += reply.cached_input_tokens
-            cost = tin * self.price_in[priced] + tout * self.price_out[priced]
+            cost = self._cost(priced, tin, tout, reply.cached_input_tokens)
             notes += self._reply(proc, eff, res, reply)
         notes += reply.notes
         ttft = latency
@@ -357,6 +358,17 @@ class LiveDriver(Engine):
                          reply.cached_input_tokens))  # fmt: skip
         self._delivered(proc, res, now + latency)
         return res
+
+    def _cost(self, m: int, tin: int, tout: int, cached: int) -> float:
+        """A call's price at model m's rates; prompt tokens the provider read from its cache
+        at the cached rate when the suite gives the model a `cache`."""
+        cache = self.model_specs[m].cache
+        cost = tin * self.price_in[m] + tout * self.price_out[m]
+        if cache is not None and cache.enabled and cached:
+            rate = (cache.cached_input_per_mtok / 1e6 if cache.cached_input_per_mtok is not None
+                    else self.price_in[m] / 10)  # fmt: skip
+            cost -= min(cached, tin) * (self.price_in[m] - rate)
+        return cost
 
     def _priced(self, m: int, answered: str, group: str = "") -> tuple[int, list[str]]:
         """(model index to price the call at, notes) for the model that answered: the

@@ -286,3 +286,15 @@ def test_bodies_built_from_the_openai_sdk_types_parse() -> None:
     reply = _openai.parse(200, headers, stream + b"data: [DONE]\n\n", True, "")
     assert (reply.text, reply.input_tokens, reply.output_tokens) == ("Hi there", 3, 2)
     assert reply.output_events == [0, 1]
+
+
+def test_cached_prompt_tokens_are_priced_at_the_cached_rate() -> None:
+    body = ok_body({"content": "hi\nconfidence: 0.9"},
+                   {"prompt_tokens": 2000, "completion_tokens": 10,
+                    "prompt_tokens_details": {"cached_tokens": 1024}})  # fmt: skip
+    reply = _openai.parse(200, {}, body, False, "")
+    assert (reply.input_tokens, reply.cached_input_tokens) == (2000, 1024)
+    usage = {"input_tokens": 10, "cache_read_input_tokens": 1024, "output_tokens": 5}
+    msg = {"model": "claude", "content": [{"type": "text", "text": "hi"}], "usage": usage}
+    reply = _anthropic.parse(200, {}, json.dumps(msg).encode(), False, "")
+    assert (reply.input_tokens, reply.cached_input_tokens) == (1034, 1024)
