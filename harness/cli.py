@@ -1,9 +1,9 @@
 """The `evalx` command. The only place that turns results into exit codes.
 
-Commands: validate, run, record, compare, sweep, report, export-traces, view; learning the
-world from data: fit latency|traffic|quality (a suite fragment with provenance and a fit
-report), import (observed calls as a run directory) and backtest (fit on part of the
-data, predict the rest, judge the prediction).
+Commands: init, schema, validate, run, record, compare, sweep, report, export-traces,
+view; learning the world from data: fit latency|traffic|quality (a suite fragment with
+provenance and a fit report), import (observed calls as a run directory) and backtest (fit
+on part of the data, predict the rest, judge the prediction).
 
 Exit codes: 0 success, 1 a threshold, gate or back-test failed, 2 bad input or usage (one
 line, no traceback), 3 internal error (a harness bug: traceback). Heavy imports happen
@@ -200,6 +200,51 @@ def validate(
         f"{len(s.tools)} tools, {len(s.faults)} faults; policy {s.policies.name} "
         f"{s.policies.version})"
     )
+
+
+@app.command()
+def init(
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="Suite file to write (*.yaml), or a folder to write suite.yaml into.",
+            metavar="PATH",
+        ),
+    ] = Path("."),
+    template: Annotated[
+        str,
+        typer.Option(help="Starter suite: support, two-tier, live or log-replay.", metavar="NAME"),
+    ] = "support",
+) -> None:
+    """Write a starter suite that runs as written.
+
+    A commented suite from a template, the files it names and suite.schema.json beside
+    it; never overwrites a file (exit 2).
+    """
+    from harness.templates import TEMPLATES, write_template
+
+    try:
+        written = write_template(template, path)
+    except EvalxError as err:
+        raise _fail(err) from None
+    for p in written:
+        typer.echo(f"wrote {p}")
+    suite = written[0]
+    typer.echo(f"next: evalx validate {suite} && evalx run {suite}")
+    summary = TEMPLATES[template].summary
+    typer.echo(f"({template}: {summary})")
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of suite files.
+
+    For editor completion: save it (evalx schema > suite.schema.json) and name it in a
+    suite's first line: # yaml-language-server: $schema=suite.schema.json
+    """
+    from harness.spec import suite_schema_text
+
+    typer.echo(suite_schema_text(), nl=False)
 
 
 @app.command()

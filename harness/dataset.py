@@ -31,7 +31,7 @@ from harness.storage import MANIFEST, REQUESTS, SPANS, SUMMARY
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["DUCKDB_QUERY", "DatasetError", "Runs", "load_runs"]
+__all__ = ["DUCKDB_QUERY", "RUNS_ENV", "DatasetError", "Runs", "find_runs", "load_runs"]
 
 RUN_KEYS = ("suite", "run")
 """Columns that identify a run in every table; unique together."""
@@ -53,7 +53,7 @@ SELECT
     sum(success::INTEGER) / count(*) AS success_rate,
     quantile_cont(latency_ms, 0.95) AS p95_latency_ms,
     fsum(cost_usd) / count(*) AS cost_per_request_usd
-FROM read_parquet('{root}/**/requests.parquet', hive_partitioning = true)
+FROM read_parquet('{root}/suite=*/run=*/requests.parquet', hive_partitioning = true)
 GROUP BY suite, run
 ORDER BY suite, run
 """
@@ -64,15 +64,42 @@ Fill in the runs root with `DUCKDB_QUERY.format(root=...)` and run it with
 `quantile_cont` interpolates linearly between order statistics, as the summary does
 (numpy's default), so p95 agrees to rounding; `fsum` (compensated summation) makes the
 cost independent of DuckDB's thread order, equal to the summary's to about 1e-15
-relative. The root must not contain a quote. DuckDB's glob does not skip hidden folders,
-but a run being written, or left behind by a killed process, holds only `*.partial` files
-(`harness.storage`), which `**/requests.parquet` does not match. Unlike `load_runs`,
-DuckDB verifies no hashes.
+relative. The root must not contain a quote. The glob names the hive layout `evalx run`
+writes by default: `**` would also reach runs written elsewhere under the root (`--out
+runs/policy/old`), and DuckDB refuses files whose folders name different partition
+keys ("Hive partition mismatch"). A run being written, or left behind by a killed process,
+is a hidden folder holding only `*.partial` files (`harness.storage`), which the glob does
+not match. Unlike `load_runs`, DuckDB verifies no hashes.
 """
+
+
+RUNS_ENV = "EVALX_RUNS"
+"""Environment variable naming the runs folder an analysis reads (`find_runs`)."""
 
 
 class DatasetError(EvalxError):
     """Runs cannot be loaded as asked: none found, unreadable, ambiguous or unknown keys."""
+
+
+def find_runs(start: str | Path | None = None) -> Path:
+    """The runs folder to analyse: `$EVALX_RUNS` if set, else the nearest `runs/` folder in
+    `start` (default: the working directory) or above it.
+
+    `evalx run` writes `runs/` in the folder it runs from, usually the project root; Jupyter
+    starts a notebook in the notebook's own folder (`reports/`), so looking upwards finds the
+    project's runs from any folder inside the project.
+    """
+    env = os.environ.get(RUNS_ENV)
+    if env:
+        return Path(env)
+    here = Path(start if start is not None else os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "runs").is_dir():
+            return folder / "runs"
+    raise DatasetError(
+        f"{here}: no runs/ folder here or above; run `evalx run SUITE` in the project "
+        f"root first, or set {RUNS_ENV} to a folder holding runs"
+    )
 
 
 @dataclass(frozen=True)
@@ -95,7 +122,8 @@ class Runs:
 
     @property
     def parameters(self) -> list[str]:
-        """The parameter columns, in the order they appear."""
+        """The parameter columns, in the order they appear: by default the parameters
+        that differ between runs of one suite."""
         return list(self.manifests.columns[len(RUN_COLUMNS) : -len(MANIFEST_FACTS)])
 
 
@@ -135,9 +163,11 @@ def load_runs(
     and `run` come from
     `suite=`/`run=` directory names when present, else from the manifest.
     `parameters` selects the parameter columns by dotted key; by default, every
-    parameter whose value differs between the runs found (so a folder of sweep runs
-    gets exactly its swept knobs). Lists and mappings become their JSON text; other
-    values keep their type. `spans=False` skips the largest table.
+    parameter whose value differs between two runs of the same suite (so a folder of
+    sweep runs gets exactly its swept knobs, and runs of two suites do not list every
+    key in which the suites differ: the `suite` column says that). Lists and mappings
+    become their JSON text; other values keep their type. `spans=False` skips the
+    largest table.
     """
     import pandas as pd
 
@@ -236,12 +266,16 @@ def _all_keys(runs: list[_Run]) -> list[str]:
 
 
 def _varying(runs: list[_Run]) -> list[str]:
-    """Parameters whose value is not the same in every run, in manifest order."""
-    return [
-        key
-        for key in _all_keys(runs)
-        if key not in _COVERED and len({json.dumps(r.value(key)) for r in runs}) > 1
-    ]
+    """Parameters whose value is not the same in every run of some suite, in manifest order
+    (a key one run of the suite lacks differs from any value)."""
+    suites: dict[str, list[_Run]] = {}
+    for run in runs:
+        suites.setdefault(run.suite, []).append(run)
+
+    def varies(key: str) -> bool:
+        return any(len({json.dumps(r.value(key)) for r in group}) > 1 for group in suites.values())
+
+    return [key for key in _all_keys(runs) if key not in _COVERED and varies(key)]
 
 
 def _known(runs: list[_Run], parameters: Sequence[str]) -> list[str]:

@@ -40,6 +40,7 @@ from harness.spec._models import (
     reference_problems,
 )
 from harness.spec._policy import STAGES, VIOLATION_KINDS, Policy
+from harness.spec._schema import suite_schema, suite_schema_text
 from harness.spec._suite import LoadedSuite, load_suite
 
 __all__ = [
@@ -85,4 +86,6 @@ __all__ = [
     "advisories",
     "load_suite",
     "reference_problems",
+    "suite_schema",
+    "suite_schema_text",
 ]

@@ -7,6 +7,7 @@ documentation users read (`evalx validate` errors point back at these names).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -590,7 +591,9 @@ class Escalation(Strict):
     confidence_threshold: Probability = 0.6
     """An answer with lower confidence is discarded and the next tier asked."""
     high_impact_route: str | None = "escalation"
-    """Route for requests carrying a high-impact action (None: route by class)."""
+    """Route for requests carrying a high-impact action (None: route by class). Default:
+    `escalation` if there is such a route, else the first route starting at the strongest
+    tier any route starts at."""
 
 
 class Retry(Strict):
@@ -674,6 +677,9 @@ class Budgets(Strict):
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
+_Duration = PositiveFloat | Annotated[str, Field(pattern=r"^\s*\d+(\.\d*)?\s*[smhd]\s*$")]
+"""What a duration field accepts as written (for the JSON Schema): seconds, or `30m` etc."""
+
 
 def _seconds(value: Any) -> Any:
     """`90`, `"90s"`, `"30m"`, `"1h"`, `"1d"` -> seconds; anything else is left to pydantic."""
@@ -692,7 +698,7 @@ class TenantBudget(Strict):
 
     usd: NonNegFloat
     """Spend allowed per window, USD, as the stack prices the tokens it observes."""
-    per: Annotated[PositiveFloat, BeforeValidator(_seconds)]
+    per: Annotated[PositiveFloat, BeforeValidator(_seconds, json_schema_input_type=_Duration)]
     """Window length: seconds, or a string with a unit (`90s`, `30m`, `1h`, `1d`); windows
     start at t = 0 and the spend resets at each boundary."""
 
@@ -714,25 +720,42 @@ class TenantLimits(Strict):
     until the limit admits it; past the request deadline it ends with `timeout`)."""
 
 
+DEFAULT_TIERS = ("fast", "balanced", "premium")
+"""The tiers of a suite that does not write `stack.tiers`: those of these its models use."""
+
+DEFAULT_CLASS_ROUTES = {"routine": "routine", "moderate": "reasoning", "hard": "reasoning"}
+"""Default `stack.class_routes`, kept to the classes of the mix and the routes that exist."""
+
+
+def default_routes(tiers: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The routes of a suite that does not write `stack.routes`, from its tiers: `routine`
+    starts at the lowest tier, `reasoning` at the next one up (the lowest when there is only
+    one), `escalation` at the highest, with one retry. No tiers, no routes."""
+    if not tiers:
+        return {}
+    return {
+        "routine": {"tier": tiers[0]},
+        "reasoning": {"tier": tiers[min(1, len(tiers) - 1)]},
+        "escalation": {"tier": tiers[-1], "max_retries": 1},
+    }
+
+
 class Stack(Strict):
     """The reference routing stack's configuration."""
 
-    tiers: list[str] = Field(default_factory=lambda: ["fast", "balanced", "premium"])
-    """Capability tiers from cheapest to strongest; escalation walks up this list."""
+    tiers: list[str] = Field(default_factory=lambda: list(DEFAULT_TIERS))
+    """Capability tiers from cheapest to strongest; escalation walks up this list. Default:
+    those of fast, balanced, premium that the models use."""
     classifier: Classifier = Classifier()
     """Task classifier."""
     routes: dict[str, Route] = Field(
-        default_factory=lambda: {
-            "routine": Route(tier="fast"),
-            "reasoning": Route(tier="balanced"),
-            "escalation": Route(tier="premium", max_retries=1),
-        }
+        default_factory=lambda: {k: Route(**v) for k, v in default_routes(DEFAULT_TIERS).items()}
     )
-    """Routes by name."""
-    class_routes: dict[str, str] = Field(
-        default_factory=lambda: {"routine": "routine", "moderate": "reasoning", "hard": "reasoning"}
-    )
-    """Route for each task class; classes not listed take the first route."""
+    """Routes by name. Default (from `tiers`): `routine` at the lowest tier, `reasoning` at the
+    next one up, `escalation` at the highest (one retry)."""
+    class_routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CLASS_ROUTES))
+    """Route for each task class; classes not listed take the first route. Default: routine ->
+    routine, moderate and hard -> reasoning, for those classes and routes the suite has."""
     escalation: Escalation = Escalation()
     """Escalation rules."""
     retry: Retry = Retry()
@@ -883,6 +906,59 @@ class Suite(Strict):
     sweep: SweepSpec = SweepSpec()
     """Routing parameters to explore with `evalx sweep`, and what to optimise."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_fit_the_tiers(cls, data: Any) -> Any:
+        return fit_defaults(data)
+
+
+def fit_defaults(data: Any) -> Any:
+    """Suite data with the defaults that depend on its tiers, routes and classes filled in.
+
+    Only keys the suite does not write are filled: `stack.tiers` (those of `DEFAULT_TIERS`
+    its models use), `stack.routes` (`default_routes`), `stack.class_routes`
+    (`DEFAULT_CLASS_ROUTES` kept to the mix's classes and the routes there are),
+    `stack.escalation.high_impact_route` (`escalation`, else the first route at the strongest
+    tier) and `policies.actions.high_impact_tiers` (the strongest tier). A suite with models on
+    all three default tiers and the default classes gets exactly the static defaults, so a
+    two-tier suite gets no error about a key it never wrote. `data` is not modified.
+    """
+    if not isinstance(data, dict):
+        return data
+    stack, models = data.get("stack", {}), data.get("models")
+    if not isinstance(stack, dict) or not isinstance(models, dict):
+        return data  # a Stack given whole, or bad input that validation reports
+    stack = dict(stack)
+    if "tiers" not in stack:
+        used = {m.get("tier") if isinstance(m, dict) else getattr(m, "tier", None)
+                for m in models.values()}  # fmt: skip
+        stack["tiers"] = [t for t in DEFAULT_TIERS if t in used]
+    tiers = stack["tiers"]
+    if not isinstance(tiers, list) or not all(isinstance(t, str) for t in tiers):
+        return data
+    routes = stack.setdefault("routes", default_routes(tiers))
+    if not isinstance(routes, dict):
+        return data
+    traffic = data.get("traffic")
+    mix = traffic.get("mix") if isinstance(traffic, dict) else getattr(traffic, "mix", None)
+    if "class_routes" not in stack and isinstance(mix, dict):
+        stack["class_routes"] = {c: r for c, r in DEFAULT_CLASS_ROUTES.items()
+                                 if c in mix and r in routes}  # fmt: skip
+    escalation = stack.get("escalation", {})
+    if isinstance(escalation, dict) and "high_impact_route" not in escalation:
+        starts = {name: r.get("tier") if isinstance(r, dict) else getattr(r, "tier", None)
+                  for name, r in routes.items()}  # fmt: skip
+        ranked = [name for name, t in starts.items() if t in tiers]
+        strongest = max(ranked, key=lambda name: tiers.index(starts[name]), default=None)
+        chosen = "escalation" if "escalation" in routes else strongest
+        stack["escalation"] = {**escalation, "high_impact_route": chosen}
+    out = {**data, "stack": stack}
+    policies = data.get("policies", {})
+    actions = policies.get("actions", {}) if isinstance(policies, dict) else None
+    if isinstance(actions, dict) and "high_impact_tiers" not in actions:
+        out["policies"] = {**policies, "actions": {**actions, "high_impact_tiers": tiers[-1:]}}
+    return out
+
 
 Path = tuple[str | int, ...]
 
@@ -896,7 +972,8 @@ def reference_problems(suite: Suite) -> list[tuple[Path, str, list[str]]]:
     out: list[tuple[Path, str, list[str]]] = []
     for name, m in suite.models.items():
         if m.tier not in tiers:
-            out.append((("models", name, "tier"), f"unknown tier {m.tier!r}", tiers))
+            message = f"unknown tier {m.tier!r} (stack.tiers lists the tiers, cheapest first)"
+            out.append((("models", name, "tier"), message, tiers))
         for cls in m.quality:  # a typo would silently leave the class at default_quality
             if cls not in suite.traffic.mix:
                 message = f"unknown task class {cls!r} (not in traffic.mix)"

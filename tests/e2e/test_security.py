@@ -67,10 +67,17 @@ def test_a_non_factory_is_a_usage_error_not_a_bug(evalx: RunEvalx, tmp_path: Pat
     assert not (tmp_path / "o").exists()
 
 
+def line_of(path: Path, start: str) -> int:
+    """The line number of the first line of `path` that starts with `start`."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return next(i for i, text in enumerate(lines, 1) if text.startswith(start))
+
+
 def test_safe_refuses_a_factory_before_importing_it(evalx: RunEvalx, tmp_path: Path) -> None:
     rel = ROUTER.relative_to(ROOT)
+    line = line_of(ROUTER, '  factory: "my_router:make_stack"')
     expected = (
-        f"error: {rel}:29: stack.factory: would run user code: imports and calls "
+        f"error: {rel}:{line}: stack.factory: would run user code: imports and calls "
         f"my_router:make_stack; {SAFE_HINT}\n"
     )
     for command in ("validate", "run"):
@@ -158,9 +165,10 @@ def test_record_needs_its_keys_before_any_call(evalx_exe: Path, tmp_path: Path) 
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         assert srv.requests == []
+    line = line_of(DEMO, "    api_key_env: EVALX_DEMO_KEY")  # models.small's
     assert (proc.returncode, proc.stderr) == (
         2,
-        f"error: {DEMO}:24: models.small.api_key_env: $EVALX_DEMO_KEY is not set; "
+        f"error: {DEMO}:{line}: models.small.api_key_env: $EVALX_DEMO_KEY is not set; "
         "export EVALX_DEMO_KEY=... before calling the endpoint (and 2 more problems)\n",
     )
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from harness.dataset import DUCKDB_QUERY, DatasetError, load_runs
+from harness.dataset import DUCKDB_QUERY, DatasetError, find_runs, load_runs
 from harness.run import simulate, write
 from harness.spec import load_suite
 
@@ -126,3 +126,57 @@ def test_duckdb_sees_hive_columns(root: Path) -> None:
         ["support", "r2", 800],
         ["support", "r3", 800],
     ]
+
+
+@pytest.fixture(scope="module")
+def mixed(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`root`'s support runs, a run of another suite beside them, and the README's
+    governance runs written with `--out runs/policy/old|new` (no hive folders)."""
+    mixed = tmp_path_factory.mktemp("mixed")
+    shutil.copytree(root, mixed, dirs_exist_ok=True)
+    other = SUITE.with_name("policy-edge-cases.yaml")
+    for out, flags in (("suite=policy-edge-cases/run=p1", []), ("policy/old", []),
+                       ("policy/new", ["policies.actions.high_impact_tiers=[]"])):  # fmt: skip
+        loaded = load_suite(other, ["traffic.requests=200", *flags])
+        write(mixed / out, loaded, simulate(loaded.suite), Path(out).name, ["test"])
+    return mixed
+
+
+def test_parameters_vary_within_a_suite_not_between_suites(mixed: Path) -> None:
+    runs = load_runs(mixed, spans=False)
+    assert runs.manifests["suite"].value_counts().to_dict() == {
+        "support": 3, "policy-edge-cases": 3
+    }  # fmt: skip
+    # description, faults, models ... differ between the suites, not within one
+    assert sorted(runs.parameters) == ["policies.actions.high_impact_tiers", THRESHOLD]
+
+
+def test_duckdb_query_reads_the_hive_runs_beside_other_layouts(mixed: Path) -> None:
+    with pytest.raises(duckdb.Error, match="Hive partition mismatch"):
+        duckdb.sql(DUCKDB_QUERY.format(root=mixed).replace("suite=*/run=*", "**")).df()
+    got = duckdb.sql(DUCKDB_QUERY.format(root=mixed)).df()
+    assert got[["suite", "run", "requests"]].values.tolist() == [
+        ["policy-edge-cases", "p1", 200],
+        ["support", "r1", 800],
+        ["support", "r2", 800],
+        ["support", "r3", 800],
+    ]
+
+
+def test_find_runs_looks_up_from_the_notebook_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("EVALX_RUNS", raising=False)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "reports" / "deep").mkdir(parents=True)
+    assert find_runs(tmp_path / "reports" / "deep") == (tmp_path / "runs").resolve()
+    monkeypatch.chdir(tmp_path / "reports")
+    assert find_runs() == (tmp_path / "runs").resolve()
+    monkeypatch.setenv("EVALX_RUNS", "elsewhere")
+    assert find_runs() == Path("elsewhere")
+    monkeypatch.delenv("EVALX_RUNS")
+    (tmp_path / "runs").rmdir()
+    if any((p / "runs").is_dir() for p in tmp_path.parents):
+        return  # a runs/ folder above the temporary folder: nothing left to test
+    with pytest.raises(DatasetError, match=r"no runs/ folder here or above; .* set EVALX_RUNS"):
+        find_runs(tmp_path / "reports")
