@@ -252,11 +252,22 @@ def arrivals(trace: Trace, requests: Requests) -> np.ndarray:
 
 
 LOG_COLUMNS: tuple[Column, ...] = (
-    Column("source_id", "string", "Log runs: the request's id in the log (`columns.id`)."),
+    Column(
+        "source_id",
+        "string",
+        "Log and requests-file runs: the request's id in the log (`columns.id`) or its "
+        "`id` in the requests file.",
+    ),
+    Column(
+        "assertions",
+        "string",
+        "Live requests-file runs: 'pass', or 'fail: ' and the assertions the answer failed "
+        "(e.g. \"contains 'A123'\"); empty when the request ended without an answer to judge.",
+    ),
     Column("session", "string", "Log runs: the session column of the log (`columns.session`)."),
     Column("label_<column>", "as logged", "Log runs: every log column that is not mapped."),
 )
-"""Columns that requests.parquet gains when traffic replays a log, after the others."""
+"""Columns that requests.parquet gains when traffic replays a log or a requests file."""
 
 
 def _with_log_columns(table: pa.Table, requests: Requests) -> pa.Table:
@@ -274,19 +285,22 @@ def _with_log_columns(table: pa.Table, requests: Requests) -> pa.Table:
     return table
 
 
-def spans_table(trace: Trace) -> pa.Table:
+def spans_table(trace: Trace, consume: bool = False) -> pa.Table:
     """One row per span, ordered by request id, then span order.
 
-    Built one column at a time so a million-request run never holds every column twice.
+    Built one column at a time so a million-request run never holds every column twice;
+    with `consume`, each column leaves the trace's span buffers as it is built (they read
+    empty afterwards), which keeps the peak memory of a large run down.
     """
     from harness.engine import KINDS, SPAN_KINDS, STAGE_NAMES, STATUSES
 
     sp = trace.spans
     codes = trace.codes
     order = np.lexsort((sp.column("index"), sp.column("request_id")))
+    take = sp.pop if consume else sp.column
 
     def col(name: str) -> np.ndarray:
-        return sp.column(name)[order]
+        return take(name)[order]
 
     kind = col("kind")
     is_chat = kind == SPAN_KINDS.index("chat")
@@ -307,9 +321,9 @@ def spans_table(trace: Trace) -> pa.Table:
         start = col("start_s")
         yield start
         yield (col("end_s") - start) * 1000.0
-        del start
         yield col("queue_s") * 1000.0
-        yield (col("first_token_s") - col("start_s")) * 1000.0
+        yield (col("first_token_s") - start) * 1000.0
+        del start
         yield _strings(STATUSES, col("status"))
         yield col("http_status")
         yield col("input_tokens")

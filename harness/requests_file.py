@@ -241,9 +241,26 @@ def judge(request: FileRequest, answer: str) -> bool:
     Raises `AssertionFailed` when a python assertion raises: the user's check is broken,
     and a wrong verdict would be worse than stopping.
     """
+    return not failed_assertions(request, answer)
+
+
+def failed_assertions(request: FileRequest, answer: str) -> list[str]:
+    """The assertions of `request` that `answer` fails, described (`type 'value'`); without
+    assertions, an empty answer fails 'non-empty answer'. Raises as `judge` does."""
     if not request.asserts:
-        return bool(answer)
-    return all(_passes(a, answer, request) for a in request.asserts)
+        return [] if answer else ["non-empty answer"]
+    return [describe(a) for a in request.asserts if not _passes(a, answer, request)]
+
+
+def describe(a: Assertion) -> str:
+    """An assertion in a few words: its type and (shortened) value."""
+    value = a.value if isinstance(a.value, str) else json.dumps(a.value, sort_keys=True)
+    return f"{a.type} {value[:40] + '...' if len(value) > 40 else value!r}"
+
+
+def verdict_text(failed: list[str]) -> str:
+    """The `assertions` column: 'pass', or 'fail: ' and the failed assertions."""
+    return "pass" if not failed else "fail: " + "; ".join(failed)
 
 
 def _passes(a: Assertion, answer: str, request: FileRequest) -> bool:
@@ -289,7 +306,10 @@ __all__ = [
     "Assertion",
     "AssertionFailed",
     "FileRequest",
+    "describe",
+    "failed_assertions",
     "judge",
     "load",
     "python_assertions",
+    "verdict_text",
 ]

@@ -235,4 +235,5 @@ def _from_file(suite: Suite) -> Requests:
         high_impact=label("high_impact"),
         evasive=label("evasive"),
         texts=tuple(r.text for r in rows),
+        ids=tuple(r.id for r in rows),
     )

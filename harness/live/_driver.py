@@ -54,7 +54,7 @@ from harness.live._wire import (
     same_model,
     self_report,
 )
-from harness.requests_file import judge, load
+from harness.requests_file import failed_assertions, load, verdict_text
 from harness.spec import Suite
 from harness.stack import (
     CallModel,
@@ -149,6 +149,8 @@ class LiveDriver(Engine):
         self.transport = transport
         self.timings: dict[str, list[Timing]] = timings if timings is not None else {}
         self._seen: dict[str, int] = {}
+        self.verdicts: dict[int, str] = {}
+        """Per request judged by a requests file: `verdict_text` of its assertions."""
         self.file_rows = (  # python assertions imported now: a bad one fails before any call
             load(suite.traffic.file, requests.class_names, code=True)
             if suite.traffic.file
@@ -260,8 +262,9 @@ class LiveDriver(Engine):
         if self.file_rows is None or final.outcome not in ("success", "wrong"):
             return final
         answer = final.answer or self.answers.get(i, "")
-        ok = judge(self.file_rows[i], answer)
-        return final._replace(outcome="success" if ok else "wrong")
+        failed = failed_assertions(self.file_rows[i], answer)
+        self.verdicts[i] = verdict_text(failed)
+        return final._replace(outcome="wrong" if failed else "success")
 
     # ------------------------------------------------------------------ models
 

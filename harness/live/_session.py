@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from harness.errors import EvalxError
 from harness.faults import schedule
@@ -158,4 +160,7 @@ def live_run(
     if record is not None and transport is not None:
         transport.save()
         timing_file.write_text(_dump(driver.timings, driver.order), encoding="utf-8")
+    if driver.file_rows is not None:  # what each request's assertions said, as a column
+        verdicts = np.array([driver.verdicts.get(i, "") for i in range(len(reqs))], dtype=object)
+        reqs = replace(reqs, extra={**reqs.extra, "assertions": verdicts})
     return tables(suite, reqs, trace, t0)

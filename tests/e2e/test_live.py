@@ -37,8 +37,16 @@ def recorded(evalx: RunEvalx, tmp_path_factory: pytest.TempPathFactory) -> tuple
     root = tmp_path_factory.mktemp("live")
     with DevServer(api_key=KEY) as srv:
         flags = base(srv.base_url)
-        proc = evalx("record", DEMO, *flags, "--cassettes", root / "cassettes",
-                     "--out", root / "rec", env={"EVALX_DEMO_KEY": KEY})  # fmt: skip
+        proc = evalx(
+            "record",
+            DEMO,
+            *flags,
+            "--cassettes",
+            root / "cassettes",
+            "--out",
+            root / "rec",
+            env={"EVALX_DEMO_KEY": KEY},
+        )
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert len(srv.requests) > 12  # really went over HTTP, retries included
     return root, flags
@@ -48,8 +56,17 @@ def test_replay_offline_gives_the_recorded_records_exactly(
     evalx: RunEvalx, recorded: tuple[Path, list[str]]
 ) -> None:
     root, flags = recorded  # the server is stopped now: nothing answers on that port
-    proc = evalx("run", DEMO, *flags, "--replay", root / "cassettes", "--out", root / "rep", "-q",
-                 env={"EVALX_DEMO_KEY": ""})  # fmt: skip
+    proc = evalx(
+        "run",
+        DEMO,
+        *flags,
+        "--replay",
+        root / "cassettes",
+        "--out",
+        root / "rep",
+        "-q",
+        env={"EVALX_DEMO_KEY": ""},
+    )
     assert proc.returncode == 0, proc.stderr
     rec, rep = tables(root / "rec"), tables(root / "rep")
     for name in rec:
@@ -81,9 +98,21 @@ def test_replaying_an_unrecorded_call_is_a_clear_error(
     evalx: RunEvalx, recorded: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     root, flags = recorded
-    proc = evalx("run", DEMO, *flags, "--set", "seed=9", "--set", "stack.retry.base_ms=60",
-                 "--set", "models.large.model=other-model", "--replay", root / "cassettes",
-                 "--out", tmp_path / "x")  # fmt: skip
+    proc = evalx(
+        "run",
+        DEMO,
+        *flags,
+        "--set",
+        "seed=9",
+        "--set",
+        "stack.retry.base_ms=60",
+        "--set",
+        "models.large.model=other-model",
+        "--replay",
+        root / "cassettes",
+        "--out",
+        tmp_path / "x",
+    )
     assert proc.returncode == 2
     assert "replay: no recorded response" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -92,9 +121,17 @@ def test_a_malformed_response_is_a_recorded_outcome_not_a_crash(
     evalx: RunEvalx, tmp_path: Path
 ) -> None:
     with DevServer(api_key=KEY) as srv:
-        proc = evalx("run", DEMO, *base(srv.base_url),
-                     "--set", "models.small.model=dev-small-malformed",
-                     "--out", tmp_path / "run", "-q", env={"EVALX_DEMO_KEY": KEY})  # fmt: skip
+        proc = evalx(
+            "run",
+            DEMO,
+            *base(srv.base_url),
+            "--set",
+            "models.small.model=dev-small-malformed",
+            "--out",
+            tmp_path / "run",
+            "-q",
+            env={"EVALX_DEMO_KEY": KEY},
+        )
     assert proc.returncode == 0, proc.stderr
     spans = tables(tmp_path / "run")["spans"]
     small = spans[spans["gen_ai.request.model"] == "small"]  # type: ignore[index]
@@ -102,8 +139,15 @@ def test_a_malformed_response_is_a_recorded_outcome_not_a_crash(
 
 
 def test_the_committed_replay_demo_runs_offline(evalx: RunEvalx, tmp_path: Path) -> None:
-    proc = evalx("run", DEMO, "--replay", ROOT / "fixtures" / "cassettes", "--out", tmp_path / "r",
-                 env={"EVALX_DEMO_KEY": ""})  # fmt: skip
+    proc = evalx(
+        "run",
+        DEMO,
+        "--replay",
+        ROOT / "fixtures" / "cassettes",
+        "--out",
+        tmp_path / "r",
+        env={"EVALX_DEMO_KEY": ""},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     requests = tables(tmp_path / "r")["requests"]
     assert len(requests) == 12  # type: ignore[arg-type]
@@ -112,9 +156,22 @@ def test_the_committed_replay_demo_runs_offline(evalx: RunEvalx, tmp_path: Path)
 
 def test_load_mode_paces_arrivals_in_real_time(evalx: RunEvalx, tmp_path: Path) -> None:
     with DevServer(api_key=KEY) as srv:
-        proc = evalx("run", DEMO, *base(srv.base_url), "--live", "--pace", "real",
-                     "--concurrency", "2", "--set", "traffic.rate_per_s=8",
-                     "--out", tmp_path / "load", "-q", env={"EVALX_DEMO_KEY": KEY})  # fmt: skip
+        proc = evalx(
+            "run",
+            DEMO,
+            *base(srv.base_url),
+            "--live",
+            "--pace",
+            "real",
+            "--concurrency",
+            "2",
+            "--set",
+            "traffic.rate_per_s=8",
+            "--out",
+            tmp_path / "load",
+            "-q",
+            env={"EVALX_DEMO_KEY": KEY},
+        )
         seen = len(srv.requests)
     assert proc.returncode == 0, proc.stderr
     assert seen >= 12
@@ -130,25 +187,53 @@ def test_live_without_endpoints_and_a_bad_pace_are_usage_errors(
 ) -> None:
     sim = evalx("run", ROOT / "scenarios" / "support.yaml", "--live", "--out", tmp_path / "a")
     assert sim.returncode == 2 and "--live" in sim.stderr and "names no endpoint" in sim.stderr
-    bad = evalx("run", DEMO, "--pace", "fast", "--replay", ROOT / "fixtures" / "cassettes",
-                "--out", tmp_path / "b")  # fmt: skip
+    bad = evalx(
+        "run",
+        DEMO,
+        "--pace",
+        "fast",
+        "--replay",
+        ROOT / "fixtures" / "cassettes",
+        "--out",
+        tmp_path / "b",
+    )
     assert bad.returncode == 2 and "choose asap or real" in bad.stderr
 
 
 def test_anthropic_streamed_record_and_replay_through_the_cli(
     evalx: RunEvalx, tmp_path: Path
 ) -> None:
-    sets = [f"models.{m}.{k}" for m in ("small", "medium", "large")
-            for k in ("provider=anthropic", "stream=true")]  # fmt: skip
+    sets = [
+        f"models.{m}.{k}"
+        for m in ("small", "medium", "large")
+        for k in ("provider=anthropic", "stream=true")
+    ]
     extra = [a for s in sets for a in ("--set", s)]
     with DevServer(api_key=KEY, token_s=0.005) as srv:
         flags = [*base(srv.base_url), *extra]
-        rec = evalx("record", DEMO, *flags, "--cassettes", tmp_path / "c",
-                    "--out", tmp_path / "rec", env={"EVALX_DEMO_KEY": KEY})  # fmt: skip
+        rec = evalx(
+            "record",
+            DEMO,
+            *flags,
+            "--cassettes",
+            tmp_path / "c",
+            "--out",
+            tmp_path / "rec",
+            env={"EVALX_DEMO_KEY": KEY},
+        )
         assert rec.returncode == 0, rec.stderr
         assert any(r.path == "/v1/messages" for r in srv.requests)
-    rep = evalx("run", DEMO, *flags, "--replay", tmp_path / "c", "--out", tmp_path / "rep", "-q",
-                env={"EVALX_DEMO_KEY": ""})  # fmt: skip
+    rep = evalx(
+        "run",
+        DEMO,
+        *flags,
+        "--replay",
+        tmp_path / "c",
+        "--out",
+        tmp_path / "rep",
+        "-q",
+        env={"EVALX_DEMO_KEY": ""},
+    )
     assert rep.returncode == 0, rep.stderr
     a, b = tables(tmp_path / "rec"), tables(tmp_path / "rep")
     for name in a:
@@ -156,3 +241,44 @@ def test_anthropic_streamed_record_and_replay_through_the_cli(
     spans = a["spans"]
     chats = spans[(spans["kind"] == "chat") & (spans["status"] == "ok")]  # type: ignore[index]
     assert len(chats) > 0 and (chats["ttft_ms"] < chats["duration_ms"]).all()
+
+
+def test_requests_file_ids_and_assertion_verdicts_are_columns(
+    evalx: RunEvalx, tmp_path: Path
+) -> None:
+    """Each request carries its id in the requests file and what its assertions said."""
+    proc = evalx(
+        "run",
+        DEMO,
+        "--replay",
+        ROOT / "fixtures" / "cassettes",
+        "--out",
+        tmp_path / "r",
+        env={"EVALX_DEMO_KEY": ""},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    req = pq.read_table(tmp_path / "r" / "requests.parquet").to_pandas()
+    lines = (ROOT / "fixtures" / "requests" / "replay-demo.jsonl").read_text().splitlines()
+    ids = [json.loads(line)["id"] for line in lines if line.strip()]
+    assert list(req["source_id"]) == ids
+    judged = req[req["assertions"] != ""]
+    assert len(judged) >= 10
+    assert ((judged["assertions"] == "pass") == judged["success"]).all()
+    assert (req.loc[req["assertions"] == "", "outcome"] != "success").all()
+
+
+def test_failed_assertions_are_described(tmp_path: Path) -> None:
+    from harness.requests_file import failed_assertions, load, verdict_text
+
+    path = tmp_path / "asserts.jsonl"
+    row = {
+        "id": "x",
+        "text": "hi",
+        "task_class": "routine",
+        "assert": [{"type": "contains", "value": "A123"}, {"type": "regex", "value": "^ok"}],
+    }
+    path.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    (request,) = load(path, ["routine"])
+    assert failed_assertions(request, "ok, A123") == []
+    assert verdict_text(failed_assertions(request, "nope")) == "fail: contains 'A123'; regex '^ok'"
+    assert verdict_text(failed_assertions(request, "ok")) == "fail: contains 'A123'"
