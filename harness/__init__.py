@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from harness import _native
+
+_native.install()  # the compiled hot path, when built and current (harness/_native.py)
+
 __version__ = "0.1.0"
 __all__ = ["__version__", "load_runs"]
 

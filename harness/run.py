@@ -58,7 +58,7 @@ def tables(suite: Suite, reqs: Requests, trace: Trace, t0: float) -> RunResult:
     from harness.metrics import summary_table
 
     requests = requests_table(trace, reqs, phases(suite, arrivals(trace, reqs)))
-    spans = spans_table(trace)
+    spans = spans_table(trace, consume=True)
     trace.spans = SpanBuffers()  # packed into `spans`; free the buffers
     plan = reqs.sessions
     sessions = sessions_table(requests, plan.planned if plan is not None else None)

@@ -15,8 +15,13 @@ Read it in this order, each file in one sitting:
     _scoring     violations judged against ground truth the stack never sees
     _calls       model and tool calls against the world tape and the fault windows
     _lifecycle   `Engine`: open a request, drive its stack, close its record
+
+`COMPILED` says whether these modules run compiled (`python -m harness.build`, see
+`harness._native`) or as pure Python; `PATH` says why. Both give the same records.
 """
 
+from harness import _native
+from harness.engine import _kernel
 from harness.engine._calls import STEP_OUTPUT_SHARE, broken_args
 from harness.engine._kernel import Kernel
 from harness.engine._lifecycle import Engine
@@ -39,13 +44,20 @@ from harness.engine._trace import (
     Trace,
 )
 
+COMPILED: bool = _native.compiled(_kernel)
+"""True when the engine and the reference stack run compiled (mypyc), False for pure Python."""
+PATH: str = _native.STATUS
+"""Which path is active and why, in words (e.g. 'pure: EVALX_PURE=1')."""
+
 __all__ = [
+    "COMPILED",
     "FAST_FAIL_S",
     "KINDS",
     "K_CHAT",
     "K_RETRIEVAL",
     "K_TOOL",
     "NAN",
+    "PATH",
     "SPAN_DTYPE",
     "SPAN_FIELDS",
     "SPAN_KINDS",

@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from mypy_extensions import mypyc_attr
 
 from harness.content import Content, evasive_call
 from harness.engine._cache import SYSTEM, Prefix, PromptCache
 from harness.engine._request import Proc
 from harness.engine._scoring import Scoring
-from harness.engine._servers import Server, Servers
+from harness.engine._servers import Server
 from harness.engine._trace import K_CHAT, K_RETRIEVAL, K_TOOL, NAN, NO_MARK, Codes
 from harness.faults import Schedule, Window
 from harness.spec import EdgeCases, Suite, Tool
@@ -43,8 +44,11 @@ class Drift:
         self.input_tokens = input_tokens  # input tokens billed (after truncation)
 
 
-class Calls(Servers, Scoring):
+@mypyc_attr(allow_interpreted_subclasses=True)  # see Engine
+class Calls(Scoring):
     """Model and tool calls against the world, scored as they leave the stack."""
+
+    __deletable__ = ("tape",)  # a finished run frees it (compiled: only attributes named here)
 
     suite: Suite
     tape: Tape

@@ -14,12 +14,15 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 RESUME, RELEASE, RESUME_RELEASE, QUEUE_TIMEOUT, ARRIVE = 0, 1, 2, 3, 4
 """Event kinds: resume a request with an outcome; free a server slot; both at once (a
 call that completed in time); a queued call's caller gave up; a request arrives whose
 time was decided during the run (a session's next turn)."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # see Engine
 class Kernel:
     """Virtual time (`now`) and the event heap. Subclasses supply the five handlers."""
 

@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 import numpy as np
+from mypy_extensions import mypyc_attr
 
 from harness.content import Content
 from harness.engine._calls import Calls
@@ -57,6 +58,7 @@ from harness.world import Tape
 _NOTE_KINDS = {"router": K_ROUTER, "policy_check": K_POLICY, "breaker": K_BREAKER}
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # the live driver is a Python subclass
 class Engine(Calls):
     """Runs one suite's requests through a stack in virtual time. Use `run()` once."""
 

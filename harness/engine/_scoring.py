@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from mypy_extensions import mypyc_attr
+
 from harness.engine._request import Proc
-from harness.engine._trace import K_RESPOND, NAN, NO_MARK, Codes, SpanBuffers
+from harness.engine._servers import Servers
+from harness.engine._trace import K_RESPOND, NAN, NO_MARK, Codes
 from harness.spec import Suite, Tool
 from harness.stack import CallModel, CallTool, Final
 
 
-class Scoring:
-    """Ground-truth accounting mixed into the engine."""
+@mypyc_attr(allow_interpreted_subclasses=True)  # see Engine
+class Scoring(Servers):
+    """Ground-truth accounting, on top of the servers (one chain of single inheritance, which
+    the compiled build needs: mypyc has no mixins)."""
 
-    now: float
-    spans: SpanBuffers
     name_code: Codes
     tools: Mapping[str, Tool]
     keep_text: bool

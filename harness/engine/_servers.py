@@ -20,6 +20,8 @@ import math
 from collections import deque
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from harness.engine._kernel import QUEUE_TIMEOUT, RELEASE, RESUME, RESUME_RELEASE, Kernel
 from harness.engine._request import Proc
 from harness.engine._trace import CHUNK, NAN, NO_MARK, STATUS, SpanBuffers
@@ -117,6 +119,7 @@ def billed_tokens(
     return tin, min(max(out, 0), tout)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # see Engine
 class Servers(Kernel):
     """The server side of the loop: serve, queue, release, time out."""
 

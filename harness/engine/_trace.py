@@ -77,13 +77,19 @@ NAN = float("nan")
 
 
 class SpanBuffers:
-    """Span rows: appended as tuples (cheap), packed into structured chunks (small, fast)."""
+    """Span rows: appended as tuples (cheap), packed into structured chunks (small, fast).
 
-    __slots__ = ("chunks", "rows")
+    Reading a column splits the chunks into one buffer per column, a chunk at a time, so
+    that `pop` can free each column as the records take it: a million-request run never
+    holds its spans twice (packed here and as Arrow columns)."""
+
+    __slots__ = ("chunks", "parts", "rows")
 
     def __init__(self) -> None:
         self.rows: list[tuple[float | int, ...]] = []
         self.chunks: list[np.ndarray] = []
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in SPAN_FIELDS}
+        """Column-major: each column's pieces, in row order, before any chunk still packed."""
 
     def emit(self, row: tuple[float | int, ...]) -> None:
         """Append one span row (a tuple in `SPAN_FIELDS` order)."""
@@ -98,15 +104,34 @@ class SpanBuffers:
             self.chunks.append(np.array(self.rows, dtype=SPAN_DTYPE))
             self.rows.clear()
 
+    def _split(self) -> dict[str, list[np.ndarray]]:
+        """Every row so far, as column pieces (chunks are split and dropped one by one)."""
+        self.flush()
+        chunks = self.chunks
+        chunks.reverse()
+        while chunks:
+            chunk = chunks.pop()
+            for name, parts in self.parts.items():
+                parts.append(np.ascontiguousarray(chunk[name]))
+        return self.parts
+
     def column(self, name: str) -> np.ndarray:
         """One column as a contiguous numpy array."""
-        self.flush()
-        if not self.chunks:
+        parts = self._split()[name]
+        if not parts:
             return np.zeros(0, dtype=SPAN_DTYPE[name])
-        return np.concatenate([chunk[name] for chunk in self.chunks])
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def pop(self, name: str) -> np.ndarray:
+        """One column, as `column`, then removed from the buffers (its memory freed); the
+        column reads empty afterwards."""
+        out = self.column(name)
+        self.parts[name] = []
+        return out
 
     def __len__(self) -> int:
-        return sum(len(c) for c in self.chunks) + len(self.rows)
+        packed = sum(len(c) for c in self.chunks) + len(self.rows)
+        return packed + sum(len(p) for p in self.parts[SPAN_FIELDS[0][0]])
 
 
 SPAN_KINDS = (

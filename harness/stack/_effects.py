@@ -17,6 +17,8 @@ TIMEOUT = "timeout"
 RATE_LIMITED = "rate_limited"
 MALFORMED = "malformed"
 
+_NAN = float("nan")
+
 OUTCOMES = ("success", "wrong", "timeout", "error", "blocked", "handoff", "budget_exhausted")
 """Request outcomes; `blocked` is a correct refusal and counts as a success."""
 
@@ -156,12 +158,12 @@ class ModelResult:
     """Actions (tool calls with effects) the model proposes with its answer or step:
     asked for by the user, or slipped in by an injected instruction: the stack cannot tell
     which, except by what it recognises in the user's text."""
-    ttft_s = float("nan")  # call start to first token, seconds (NaN: no token, or unknown)
 
     def __init__(self, status: str, now: float, latency_s: float) -> None:
         self.status = status
         self.now = now
         self.latency_s = latency_s
+        self.ttft_s = _NAN  # call start to first token, seconds (NaN: no token, or unknown)
 
 
 class ToolResult:
