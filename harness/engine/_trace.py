@@ -79,9 +79,9 @@ NAN = float("nan")
 class SpanBuffers:
     """Span rows: appended as tuples (cheap), packed into structured chunks (small, fast).
 
-    Reading a column splits the chunks into one buffer per column, a chunk at a time, so
-    that `pop` can free each column as the records take it: a million-request run never
-    holds its spans twice (packed here and as Arrow columns)."""
+    Reading a column copies the chunks into one array per column and drops them, so that
+    `pop` can free each column as the records take it: a million-request run never holds
+    its spans twice over while the Arrow columns are built."""
 
     __slots__ = ("chunks", "parts", "rows")
 
@@ -105,14 +105,20 @@ class SpanBuffers:
             self.rows.clear()
 
     def _split(self) -> dict[str, list[np.ndarray]]:
-        """Every row so far, as column pieces (chunks are split and dropped one by one)."""
+        """Every row so far, as column pieces: each column copied out of the packed chunks
+        into one array, then the chunks dropped (large arrays, so their memory goes back)."""
         self.flush()
         chunks = self.chunks
-        chunks.reverse()
-        while chunks:
-            chunk = chunks.pop()
+        if chunks:
+            n = sum(len(c) for c in chunks)
             for name, parts in self.parts.items():
-                parts.append(np.ascontiguousarray(chunk[name]))
+                out = np.empty(n, dtype=SPAN_DTYPE[name])
+                i = 0
+                for chunk in chunks:
+                    out[i : i + len(chunk)] = chunk[name]
+                    i += len(chunk)
+                parts.append(out)
+            chunks.clear()
         return self.parts
 
     def column(self, name: str) -> np.ndarray:
