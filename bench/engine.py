@@ -1,14 +1,19 @@
-"""Engine throughput vs a bare SimPy model, and peak memory of a full run.
+"""Engine throughput, compiled and pure, vs a bare SimPy model; peak memory; `evalx --help`.
 
 A benchmark, not a test: it prints figures and PASS/MISS per target and always exits 0.
 
-    python bench/engine.py [--requests N] [--memory-requests N] [--repeats N] [--json FILE]
+    python bench/engine.py [--requests N] [--memory-requests N] [--repeats N] [--rounds N]
+                           [--json FILE]
 
-Phases of one pass over scenarios/support.yaml scaled to N requests, each timed with
-`time.perf_counter`: sampling (requests + world tape), the engine loop (`Engine(...).run()`,
-repeated; best and median reported), records (requests/spans tables + summary). Then a
-bare SimPy model doing the same number of timed waits per request, and a full `simulate()`
-at `--memory-requests` in a fresh subprocess for peak RSS.
+For each suite (support and sessions scaled to N requests; azure-code, the log replay, at
+its log's size) fresh interpreters run one pass of sampling (requests + world tape), the
+engine loop (`Engine(...).run()`, repeated) and records (requests/spans tables + summary),
+each timed with `time.perf_counter`; end to end is that first pass, as `simulate()` runs
+it. Pure Python (EVALX_PURE=1) and the compiled build (`python -m harness.build`) run in
+turns, `--rounds` times each, so both see the same machine load; the best round counts.
+Then a bare SimPy model doing the same number of timed waits per request as the support
+run, a full `simulate()` at `--memory-requests` in a fresh subprocess for peak RSS, and
+the wall time of `evalx --help`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -30,20 +36,25 @@ import numpy as np
 import simpy
 from _common import machine, print_targets, write_json  # bench/_common.py, beside this script
 
-from harness.engine import Engine, Trace
+from harness.engine import COMPILED, PATH, Engine, Trace
 from harness.faults import phases, schedule
 from harness.metrics import summary_table
+from harness.records import arrivals as arrival_times
 from harness.records import requests_table, spans_table
 from harness.run import simulate
 from harness.spec import Suite, load_suite
-from harness.stack import ReferenceStack
+from harness.stack import make_stack
 from harness.traffic import Requests, sample_requests
 from harness.world import Tape, sample_tape
 
-SUITE = Path(__file__).resolve().parents[1] / "scenarios" / "support.yaml"
+SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
+SUITES = {"support": True, "azure-code": False, "sessions": True}
+"""Suites benchmarked -> whether `--requests` scales them (a log replays at its own size)."""
 TARGET_ENGINE_RPS = 50_000.0
-TARGET_SIMPY_RATIO = 1.5
+TARGET_E2E_RPS = 35_000.0
+TARGET_OVER_PURE = 3.0
 TARGET_PEAK_GIB = 1.5
+TARGET_HELP_S = 0.25
 KIB_PER_GIB = 1024.0**2
 T = TypeVar("T")
 CAVEAT = (
@@ -62,9 +73,10 @@ class Timings:
     total_s: float  # first pass, sampling + engine + records back to back
 
 
-def load(requests: int) -> Suite:
-    """The support suite scaled to `requests` (rates and spikes unchanged)."""
-    return load_suite(SUITE, [f"traffic.requests={requests}"]).suite
+def load(requests: int, name: str = "support") -> Suite:
+    """A benchmarked suite, scaled to `requests` if it scales (rates and spikes unchanged)."""
+    sets = [f"traffic.requests={requests}"] if SUITES.get(name, True) else []
+    return load_suite(SCENARIOS / f"{name}.yaml", sets).suite
 
 
 def timed(fn: Callable[[], T]) -> tuple[T, float]:
@@ -77,7 +89,7 @@ def timed(fn: Callable[[], T]) -> tuple[T, float]:
 
 def run_engine(suite: Suite, reqs: Requests, tape: Tape) -> Trace:
     """Build the engine as `harness.run.simulate` does and run it."""
-    return Engine(suite, reqs, tape, schedule(suite), ReferenceStack(suite)).run()
+    return Engine(suite, reqs, tape, schedule(suite), make_stack(suite)).run()
 
 
 def sample(suite: Suite) -> tuple[Requests, Tape]:
@@ -88,9 +100,8 @@ def sample(suite: Suite) -> tuple[Requests, Tape]:
 
 def records(suite: Suite, trace: Trace, reqs: Requests) -> None:
     """The requests and spans tables and the summary, as `simulate` builds them."""
-    table = requests_table(trace, reqs, phases(suite, reqs.arrival_s))
-    spans_table(trace)
-    summary_table(table)
+    table = requests_table(trace, reqs, phases(suite, arrival_times(trace, reqs)))
+    summary_table(table, spans_table(trace))
 
 
 def first_pass(suite: Suite) -> tuple[Timings, Requests, Tape, int, float]:
@@ -104,7 +115,7 @@ def first_pass(suite: Suite) -> tuple[Timings, Requests, Tape, int, float]:
     trace, engine = timed(lambda: run_engine(suite, reqs, tape))
     _, records_s = timed(lambda: records(suite, trace, reqs))
     total = time.perf_counter() - t0
-    sojourn = float(np.mean(trace.end_s - reqs.arrival_s))
+    sojourn = float(np.nanmean(trace.end_s - arrival_times(trace, reqs)))
     return Timings(sampling, [engine], records_s, total), reqs, tape, trace.events, sojourn
 
 
@@ -175,66 +186,146 @@ def memory_child(requests: int) -> None:
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "vm_hwm_kib": vm_hwm_kib(),
         "baseline_rss_kib": base_kib,
+        "compiled": COMPILED,
     }
     print(json.dumps(out))
 
 
+def child(cmd: list[str], pure: bool) -> dict[str, Any]:
+    """Run this script's `cmd` in a fresh interpreter on one path; its JSON line."""
+    env = {**os.environ, "EVALX_PURE": "1" if pure else "0"}
+    proc = subprocess.run([sys.executable, __file__, *cmd], capture_output=True, text=True,
+                          check=True, env=env)  # fmt: skip
+    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
+
+
 def bench_memory(requests: int) -> dict[str, Any]:
-    """Peak RSS of a full run in a fresh interpreter.
+    """Peak RSS of a full run in a fresh interpreter (on the active path).
 
     Linux carries the parent's peak RSS over fork+exec into the child's `ru_maxrss`, so
     this must run while the parent is still small (before the throughput passes); the
     child's /proc VmHWM, which exec resets, is reported alongside as a cross-check.
     """
     parent_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    cmd = [sys.executable, __file__, "--memory-child", str(requests)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    out = child(["--memory-child", str(requests)], pure=not COMPILED)
     out["parent_rss_kib"] = parent_kib
     out["peak_rss_gib"] = out["peak_rss_kib"] / KIB_PER_GIB
     out["requests_per_s"] = out["requests"] / out["wall_s"]
     return out
 
 
+def suite_child(name: str, requests: int, repeats: int) -> None:
+    """One suite's first pass and engine repeats, as JSON (subprocess side)."""
+    tm, reqs, events, sojourn = bench_engine(load(requests, name), repeats)
+    out = {"requests": len(reqs), "timings": asdict(tm), "events": events, "sojourn_s": sojourn,
+           "compiled": COMPILED, "path": PATH}  # fmt: skip
+    print(json.dumps(out))
+
+
+def bench_suites(requests: int, repeats: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """suite -> path ('pure', 'compiled') -> best loop and end-to-end rates over `rounds`,
+    the paths taking turns so that both see the same load."""
+    paths = ["pure", "compiled"] if COMPILED else ["pure"]
+    figs: dict[str, dict[str, Any]] = {}
+    for name in SUITES:
+        runs: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
+        for _ in range(rounds):
+            for path in paths:
+                cmd = ["--suite-child", name, "--requests", str(requests), "--repeats",
+                       str(repeats)]  # fmt: skip
+                out = child(cmd, pure=path == "pure")
+                if out["compiled"] != (path == "compiled"):
+                    raise RuntimeError(f"{name}: asked for {path}, ran {out['path']}")
+                runs[path].append(out)
+        figs[name] = {}
+        for path, outs in runs.items():
+            n = outs[0]["requests"]
+            loops = [s for o in outs for s in o["timings"]["engine_s"]]
+            totals = [o["timings"]["total_s"] for o in outs]
+            figs[name][path] = {
+                "requests": n,
+                "events": outs[0]["events"],
+                "sojourn_s": outs[0]["sojourn_s"],
+                "loop_s": loops,
+                "total_s": totals,
+                "sampling_s": [o["timings"]["sampling_s"] for o in outs],
+                "records_s": [o["timings"]["records_s"] for o in outs],
+                "loop_rps": n / min(loops),
+                "loop_rps_median": n / statistics.median(loops),
+                "end_to_end_rps": n / min(totals),
+            }
+        print(f"  {name}: " + ", ".join(
+            f"{p} loop {f['loop_rps']:,.0f} req/s, end to end {f['end_to_end_rps']:,.0f} req/s"
+            for p, f in figs[name].items()), flush=True)  # fmt: skip
+    return figs
+
+
+def help_seconds(repeats: int = 5) -> list[float]:
+    """Wall seconds of `evalx --help` (the installed console script), `repeats` times."""
+    exe = Path(sys.executable).parent / "evalx"
+    cmd = [str(exe), "--help"] if exe.exists() else [sys.executable, "-m", "harness.cli", "--help"]
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, capture_output=True, check=True)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
 def report(fig: dict[str, Any]) -> dict[str, bool]:
-    """Print the table and the targets; return target name -> met."""
-    n, tm, rps, mem = fig["requests"], fig["timings"], fig["requests_per_s"], fig["memory"]
-    eng, sp = tm["engine_s"], fig["simpy_s"]
+    """Print the tables and the targets; return target name -> met."""
+    n, suites, mem = fig["requests"], fig["suites"], fig["memory"]
+    print(f"\n{'suite':<12}{'path':<10}{'requests':>10}{'loop req/s':>12}{'(median)':>10}"
+          f"{'end to end':>12}{'sampling s':>11}{'records s':>10}")  # fmt: skip
+    for name, paths in suites.items():
+        for path, f in paths.items():
+            print(f"{name:<12}{path:<10}{f['requests']:>10,}{f['loop_rps']:>12,.0f}"
+                  f"{f['loop_rps_median']:>10,.0f}{f['end_to_end_rps']:>12,.0f}"
+                  f"{min(f['sampling_s']):>11.2f}{min(f['records_s']):>10.2f}")  # fmt: skip
+        if "compiled" in paths:
+            c, p = paths["compiled"], paths["pure"]
+            print(f"{'':<12}compiled / pure: loop {c['loop_rps'] / p['loop_rps']:.2f}x, end to "
+                  f"end {c['end_to_end_rps'] / p['end_to_end_rps']:.2f}x")  # fmt: skip
+    sp = fig["simpy_s"]
     print(
-        f"\nheap events {fig['heap_events']:,} ({fig['waits_per_request']:.3f} waits/request, "
-        f"mean sojourn {fig['mean_sojourn_s']:.2f} s simulated)"
+        f"\nsupport: heap events {fig['heap_events']:,} ({fig['waits_per_request']:.3f} waits/"
+        f"request, mean sojourn {fig['mean_sojourn_s']:.2f} s simulated); bare SimPy model: "
+        f"best {n / min(sp):,.0f} req/s, median {n / statistics.median(sp):,.0f} req/s "
+        f"({', '.join(f'{s:.2f}' for s in sp)} s)"
     )
-    rows = [
-        ("sampling", tm["sampling_s"], None),
-        ("engine best", min(eng), rps["engine_best"]),
-        ("engine median", statistics.median(eng), rps["engine_median"]),
-        ("records", tm["records_s"], None),
-        ("total (1st pass)", tm["total_s"], rps["end_to_end"]),
-        ("simpy best", min(sp), rps["simpy_best"]),
-        ("simpy median", statistics.median(sp), rps["simpy_median"]),
-    ]
-    print(f"{'phase':<18}{'seconds':>10}{'req/s':>12}   ({n:,} requests)")
-    for name, secs, r in rows:
-        print(f"{name:<18}{secs:>10.3f}{'' if r is None else f'{r:,.0f}':>12}")
-    print(f"engine runs (s): {', '.join(f'{s:.3f}' for s in eng)}")
-    print(f"simpy runs (s):  {', '.join(f'{s:.3f}' for s in sp)}")
-    best_ratio = rps["engine_best"] / rps["simpy_best"]
-    print(f"engine / simpy: {fig['engine_over_simpy']:.2f}x median, {best_ratio:.2f}x best")
+    for path, f in suites["support"].items():
+        print(f"engine ({path}) / SimPy: {f['loop_rps'] / (n / min(sp)):.2f}x (best vs best)")
     print(f"note: {CAVEAT}")
+    hs = fig["help_s"]
+    print(f"evalx --help: best {min(hs):.3f} s, median {statistics.median(hs):.3f} s")
+    sup = suites["support"]
+    best = sup.get("compiled", sup["pure"])
     targets = {
-        f"engine >= {TARGET_ENGINE_RPS:,.0f} req/s (median)": (
-            rps["engine_median"] >= TARGET_ENGINE_RPS
+        f"engine loop >= {TARGET_ENGINE_RPS:,.0f} req/s (support, {n:,}, best path)": (
+            best["loop_rps"] >= TARGET_ENGINE_RPS
         ),
-        f"engine >= {TARGET_SIMPY_RATIO}x SimPy (median)": (
-            fig["engine_over_simpy"] >= TARGET_SIMPY_RATIO
+        f"end to end >= {TARGET_E2E_RPS:,.0f} req/s (support, {n:,}, best path)": (
+            best["end_to_end_rps"] >= TARGET_E2E_RPS
         ),
+        f"compiled loop >= {TARGET_OVER_PURE}x pure (support)": (
+            "compiled" in sup
+            and sup["compiled"]["loop_rps"] >= TARGET_OVER_PURE * sup["pure"]["loop_rps"]
+        ),
+        f"compiled end to end >= {TARGET_OVER_PURE}x pure (support)": (
+            "compiled" in sup
+            and sup["compiled"]["end_to_end_rps"]
+            >= TARGET_OVER_PURE * sup["pure"]["end_to_end_rps"]
+        ),
+        f"evalx --help <= {TARGET_HELP_S} s (best)": min(hs) <= TARGET_HELP_S,
     }
     if mem is not None:
         base = mem["baseline_rss_kib"] / KIB_PER_GIB
         hwm = "" if mem["vm_hwm_kib"] is None else f", VmHWM {mem['vm_hwm_kib'] / KIB_PER_GIB:.3f}"
+        path = "compiled" if mem["compiled"] else "pure"
         print(
-            f"memory (subprocess, simulate()): {mem['requests']:,} requests, {mem['spans']:,} "
-            f"spans: peak RSS {mem['peak_rss_gib']:.3f} GiB (ru_maxrss{hwm}; "
+            f"memory ({path}, subprocess, simulate()): {mem['requests']:,} requests, "
+            f"{mem['spans']:,} spans: peak RSS {mem['peak_rss_gib']:.3f} GiB (ru_maxrss{hwm}; "
             f"{base:.3f} GiB before simulate()), wall {mem['wall_s']:.1f} s "
             f"({mem['requests_per_s']:,.0f} req/s end to end)"
         )
@@ -255,52 +346,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=1_000_000,
         help="requests for the peak-memory run in a subprocess (0 skips it)",
     )
-    p.add_argument("--repeats", type=int, default=3, help="engine and SimPy repeats")
+    p.add_argument("--repeats", type=int, default=2, help="engine loops per child, SimPy repeats")
+    p.add_argument("--rounds", type=int, default=2, help="turns of pure and compiled children")
     p.add_argument("--json", type=Path, help="write every figure to this file")
     p.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--suite-child", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child is not None:
         memory_child(args.memory_child)
+        return 0
+    if args.suite_child is not None:
+        suite_child(args.suite_child, args.requests, max(1, args.repeats))
         return 0
     n, repeats = args.requests, max(1, args.repeats)
     host = machine(simpy=simpy.__version__)
     print(
         f"machine: {host['cpu_count']} cpus ({host['cpu_model']}), python {host['python']}, "
-        f"numpy {host['numpy']}, simpy {host['simpy']}"
+        f"numpy {host['numpy']}, simpy {host['simpy']}; load average "
+        f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}"
     )
-    print(f"suite: {SUITE.name} at traffic.requests={n:,}, {repeats} repeats", flush=True)
+    print(f"paths: {PATH}")
+    print(f"suites: {', '.join(SUITES)} at traffic.requests={n:,} (azure-code: its log), "
+          f"{args.rounds} rounds x {repeats} loops", flush=True)  # fmt: skip
 
     mem = bench_memory(args.memory_requests) if args.memory_requests > 0 else None
-    tm, reqs, events, sojourn = bench_engine(load(n), repeats)
+    suites = bench_suites(n, repeats, max(1, args.rounds))
+    sup = suites["support"]["pure"]
+    events = sup["events"]
     waits = events - n  # heap events the engine processed, arrivals excluded
     per_req = waits / n
-    mean_wait = sojourn / per_req if per_req else 1.0  # keeps SimPy's in-flight count alike
+    mean_wait = sup["sojourn_s"] / per_req if per_req else 1.0  # SimPy's in-flight count alike
     counts = wait_counts(n, waits)
-    arrivals = reqs.arrival_s.tolist()
+    arrivals = sample_requests(load(n)).arrival_s.tolist()
     sp = [bench_simpy(arrivals, counts, mean_wait) for _ in range(repeats)]
-
-    eng_best, eng_med = min(tm.engine_s), statistics.median(tm.engine_s)
-    rps = {
-        "engine_best": n / eng_best,
-        "engine_median": n / eng_med,
-        "simpy_best": n / min(sp),
-        "simpy_median": n / statistics.median(sp),
-        "end_to_end": n / tm.total_s,
-    }
     fig: dict[str, Any] = {
         "machine": host,
+        "load_average": os.getloadavg(),
         "command": [sys.executable, *sys.argv],
-        "suite": str(SUITE),
+        "path": PATH,
         "requests": n,
         "repeats": repeats,
+        "rounds": args.rounds,
+        "suites": suites,
         "heap_events": events,
         "waits_per_request": per_req,
-        "mean_sojourn_s": sojourn,
+        "mean_sojourn_s": sup["sojourn_s"],
         "simpy_mean_wait_s": mean_wait,
-        "timings": asdict(tm),
         "simpy_s": sp,
-        "requests_per_s": rps,
-        "engine_over_simpy": rps["engine_median"] / rps["simpy_median"],
+        "help_s": help_seconds(),
         "memory": mem,
         "note": CAVEAT,
     }
