@@ -277,8 +277,9 @@ def test_a_killed_write_leaves_nothing_readers_see(copy: Path) -> None:
     assert not out.exists()
     # the README's query and DUCKDB_QUERY read past it; load_runs skips it
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    (query,) = [b for b in readme.split("```sql\n") if "GROUP BY ALL ORDER BY ALL" in b and
-                "read_parquet('runs/**/requests.parquet'" in b and "count(*)" in b]  # fmt: skip
+    glob = "read_parquet('runs/suite=*/run=*/requests.parquet'"
+    (query,) = [b for b in readme.split("```sql\n")
+                if "GROUP BY ALL ORDER BY ALL" in b and glob in b and "count(*)" in b]  # fmt: skip
     query = query.split("```")[0].replace("'runs/", f"'{root}/")
     assert duckdb.sql(query).df()["requests"].tolist() == [400]
     assert duckdb.sql(DUCKDB_QUERY.format(root=root)).df()["run"].tolist() == ["r1"]
