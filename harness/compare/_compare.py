@@ -217,14 +217,13 @@ def _value(x: np.ndarray, q: float | None) -> float:
 def _run_test(
     t: _Test, b: np.ndarray, c: np.ndarray, metric: _Metric, paired: bool, gates: Gates
 ) -> None:
-    """Fill in the values, p-value and interval of `t` (values only if data is short).
+    """Fill in the p-value and interval of `t` (its values are set; nothing if data is short).
 
     `b` and `c` are in arrival order. From `SMALL` requests on, the bootstrap resamples
     blocks of consecutive arrivals (`block_bootstrap`), so requests that share a queue,
     a breaker or an outage are not counted as independent evidence.
     """
     q = metric.percentile
-    t.baseline, t.candidate = _value(b, q), _value(c, q)
     enough = min(len(b), len(c)) >= gates.min_requests
     if not (enough and math.isfinite(t.baseline) and math.isfinite(t.candidate)):
         return
@@ -285,7 +284,6 @@ def _run_welch(
     statistics (a mean or a percentile per replication) with Welch's t-test.
     """
     q = metric.percentile
-    t.baseline, t.candidate = _value(b[0], q), _value(c[0], q)
     per = [_per_replication(*side, q) for side in (b, c)]
     enough = min(len(b[0]), len(c[0])) >= gates.min_requests and min(map(len, per)) >= 2
     if not (enough and math.isfinite(t.baseline) and math.isfinite(t.candidate)):
@@ -367,11 +365,10 @@ def compare_tables(
             kind = _test_name(name, paired, min(len(bi), len(ci)), replicated)
             t = _Test(route, name, tolerance, kind, len(bi), len(ci))
             b, c = base.values(metric.source)[bi], cand.values(metric.source)[ci]
+            t.baseline, t.candidate = _value(b, metric.percentile), _value(c, metric.percentile)
             if kind == WELCH and reps[0] is not None and reps[1] is not None:
                 _run_welch(t, (b, reps[0][bi]), (c, reps[1][ci]), metric, gates)
-            elif _untestable(metric, paired, replicated):
-                t.baseline, t.candidate = _value(b, metric.percentile), _value(c, metric.percentile)
-            else:
+            elif not _untestable(metric, paired, replicated):
                 _run_test(t, b, c, metric, paired, gates)
             tests.append(t)
     tested = [i for i, t in enumerate(tests) if t.sufficient]
