@@ -85,6 +85,9 @@ class Engine(Calls):
         self.tape = tape
         self.faults = faults
         self.stack = stack
+        prepare = getattr(stack, "prepare_texts", None)
+        if prepare is not None:  # the stack scans texts ahead, a chunk of requests at a time
+            self.content.on_texts = prepare
         self.progress = progress
         self.model_index = {name: i for i, name in enumerate(suite.models)}
         self.tool_index = {name: i for i, name in enumerate(suite.tools)}

@@ -256,6 +256,12 @@ Handler = Generator[Effect, Outcome, Final]
 
 
 class RoutingStack(Protocol):
-    """What the drivers need from a stack: one generator per request."""
+    """What the drivers need from a stack: one generator per request.
+
+    A stack may also offer `prepare_texts(texts: Sequence[str]) -> None`: the simulation
+    driver then hands it, in batches before the requests that carry them, the texts it
+    will see (messages; answers that leak nothing), to work on ahead (the reference stack
+    scans them for personal data). Optional: a stack without it sees the same requests.
+    """
 
     def handle(self, request: RequestInfo) -> Handler: ...
