@@ -35,6 +35,7 @@ from harness.engine._trace import (
     REJECTED,
     STAGE,
     Trace,
+    pack_span,
 )
 from harness.faults import Schedule
 from harness.spec import Model, Suite, Tool
@@ -255,8 +256,9 @@ class Engine(Calls):
             if tp is Wait:
                 end = now + eff.seconds  # type: ignore[union-attr]
                 reason = self.name_code(eff.reason)  # type: ignore[union-attr]
-                self.spans.emit((proc.rid, proc.span_index(), K_BACKOFF, reason, 0, 0, 0, now, end,
-                                 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN, 0))  # fmt: skip
+                self.spans.add(pack_span(proc.rid, proc.span_index(), K_BACKOFF, reason, 0, 0, 0,
+                                         now, end, 0.0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0, 0, NAN,
+                                         0))  # fmt: skip
                 self._push(end, RESUME, proc, Tick(end))
                 return False
             if tp is Handoff:
@@ -281,7 +283,7 @@ class Engine(Calls):
         if note.caught and note.acted and guards:
             proc.prevented.append(KINDS[guards])
         now = self.now
-        self.spans.emit((
+        self.spans.add(pack_span(
             proc.rid, proc.span_index(), kind, self.name_code(note.name), 0, 0, 0, now, now, 0.0,
             REJECTED if kind == K_BREAKER else 0, 0, 0, 0, 0.0, 0,
             self.codes["detail"](note.detail), STAGE[note.stage], guards, int(note.caught),

@@ -24,7 +24,7 @@ from mypy_extensions import mypyc_attr
 
 from harness.engine._kernel import QUEUE_TIMEOUT, RELEASE, RESUME, RESUME_RELEASE, Kernel
 from harness.engine._request import Proc
-from harness.engine._trace import CHUNK, NAN, NO_MARK, STATUS, SpanBuffers
+from harness.engine._trace import CHUNK, NAN, NO_MARK, STATUS, SpanBuffers, pack_span
 from harness.stack import HumanResult, ModelResult, ToolResult
 from harness.stack._effects import TIMEOUT
 
@@ -161,10 +161,10 @@ class Servers(Kernel):
             proc.out_tok += tout
             proc.cost += cost
             proc.cached += cached
-            rows = self.spans.rows  # inline `spans.emit`, as `_push` below
-            rows.append((*head, now, end, 0.0, STATUS[res.status], res.http_status, tin, tout,
-                         cost, fault, 0, mark[0], 0, 0, 0, mark[1], now + ttft,
-                         cached))  # fmt: skip
+            rows = self.spans.rows  # inline `spans.add`, as `_push` below
+            rows.append(pack_span(*head, now, end, 0.0, STATUS[res.status], res.http_status, tin,
+                                  tout, cost, fault, 0, mark[0], 0, 0, 0, mark[1], now + ttft,
+                                  cached))  # fmt: skip
             if len(rows) >= CHUNK:
                 self.spans.flush()
             if type(res) is ModelResult:
@@ -211,9 +211,9 @@ class Servers(Kernel):
         proc.cost += call.cost
         proc.cached += call.cached
         mark = call.mark
-        self.spans.emit((*call.head, issue, end, now - issue, STATUS[res.status], res.http_status,
-                         call.in_tok, call.out_tok, call.cost, call.fault, 0, mark[0], 0, 0, 0,
-                         mark[1], first, call.cached))  # fmt: skip
+        self.spans.add(pack_span(*call.head, issue, end, now - issue, STATUS[res.status],
+                                 res.http_status, call.in_tok, call.out_tok, call.cost, call.fault,
+                                 0, mark[0], 0, 0, 0, mark[1], first, call.cached))  # fmt: skip
         if type(res) is ModelResult:
             res.ttft_s = first - issue
             self._delivered(proc, res, end)
@@ -279,9 +279,9 @@ class Servers(Kernel):
             res.proposed_actions = ()
             res.proposed_tool = ""
         mark = call.mark
-        self.spans.emit((*call.head, call.issue_s, at, queued, STATUS[TIMEOUT], 0, tin, tout, cost,
-                         call.fault, 0, mark[0], 0, 0, 0, mark[1],
-                         first if first < at else NAN, 0))  # fmt: skip
+        self.spans.add(pack_span(*call.head, call.issue_s, at, queued, STATUS[TIMEOUT], 0, tin,
+                                 tout, cost, call.fault, 0, mark[0], 0, 0, 0, mark[1],
+                                 first if first < at else NAN, 0))  # fmt: skip
 
     def _fail_now(
         self,
@@ -301,6 +301,6 @@ class Servers(Kernel):
             res.http_status = 0
         res.now = end
         res.latency_s = end - now
-        self.spans.emit((*head, now, end, 0.0, STATUS[res.status], res.http_status, 0, 0, 0.0,
-                         fault, 0, mark[0], 0, 0, 0, mark[1], NAN, 0))  # fmt: skip
+        self.spans.add(pack_span(*head, now, end, 0.0, STATUS[res.status], res.http_status, 0, 0,
+                                 0.0, fault, 0, mark[0], 0, 0, 0, mark[1], NAN, 0))  # fmt: skip
         self._push(end, RESUME, proc, res)

@@ -7,6 +7,7 @@ growing typed arrays for spans, with strings interned to small integer codes.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,17 +68,24 @@ SPAN_FIELDS: tuple[tuple[str, str], ...] = (
 `cache_read` the input tokens a model call read from its prompt cache."""
 
 CHUNK = 1 << 16
-"""Span rows buffered as tuples before they are packed."""
+"""Span rows buffered as bytes before they are joined into a chunk."""
 
 _NUMPY_CODES = {"q": "i8", "h": "i2", "b": "i1", "d": "f8"}
 SPAN_DTYPE = np.dtype([(name, _NUMPY_CODES[code]) for name, code in SPAN_FIELDS])
 """One packed span row."""
+SPAN_ROW = struct.Struct("=" + "".join(code for _, code in SPAN_FIELDS))
+"""One span row as bytes in `SPAN_DTYPE`'s layout (native order, no padding): packing a row
+as it comes costs less than one tuple per row turned into a structured array later, and
+leaves no object for the garbage collector to track."""
+assert SPAN_ROW.size == SPAN_DTYPE.itemsize
+pack_span = SPAN_ROW.pack
+"""`pack_span(*row)`: one span row (values in `SPAN_FIELDS` order) as bytes."""
 
 NAN = float("nan")
 
 
 class SpanBuffers:
-    """Span rows: appended as tuples (cheap), packed into structured chunks (small, fast).
+    """Span rows: appended as packed bytes (cheap), joined into structured chunks (fast).
 
     Reading a column copies the chunks into one array per column and drops them, so that
     `pop` can free each column as the records take it: a million-request run never holds
@@ -86,22 +94,27 @@ class SpanBuffers:
     __slots__ = ("chunks", "parts", "rows")
 
     def __init__(self) -> None:
-        self.rows: list[tuple[float | int, ...]] = []
+        self.rows: list[bytes] = []
+        """Rows not yet in a chunk, each `pack_span(*row)`."""
         self.chunks: list[np.ndarray] = []
         self.parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in SPAN_FIELDS}
         """Column-major: each column's pieces, in row order, before any chunk still packed."""
 
     def emit(self, row: tuple[float | int, ...]) -> None:
         """Append one span row (a tuple in `SPAN_FIELDS` order)."""
+        self.add(pack_span(*row))
+
+    def add(self, row: bytes) -> None:
+        """Append one span row packed by `pack_span` (the engine's way: no tuple per row)."""
         rows = self.rows
         rows.append(row)
         if len(rows) >= CHUNK:
             self.flush()
 
     def flush(self) -> None:
-        """Pack pending rows into a structured chunk."""
+        """Join pending rows into a structured chunk (read-only: `_split` copies it out)."""
         if self.rows:
-            self.chunks.append(np.array(self.rows, dtype=SPAN_DTYPE))
+            self.chunks.append(np.frombuffer(b"".join(self.rows), dtype=SPAN_DTYPE))
             self.rows.clear()
 
     def _split(self) -> dict[str, list[np.ndarray]]:
