@@ -1,11 +1,13 @@
-"""Compile the hot path with mypyc: `python -m harness.build` (optional).
+"""Compile the hot path with mypyc: `pip install` does it (setup.py), or `python -m harness.build`.
 
 Compiles `harness._native.MODULES` into `harness/_compiled/` with a manifest of the
 sources' hashes, which `harness._native` checks at import. Needs mypyc (it ships with
-mypy: `pip install mypy`) and a C compiler; without either it says so and exits 0, and
-evalx runs pure Python, which gives the same records. `--clean` removes the build.
+mypy, which `pip install` brings into its build environment) and a C compiler; without
+either it says so and exits 0, and evalx runs pure Python, which gives the same records.
+After editing a compiled module, run this again (or re-install): until then the whole
+build is set aside and evalx runs pure Python. `--clean` removes the build.
 
-    python -m harness.build            # build (a few minutes on a small machine)
+    python -m harness.build            # build (about a minute on a small machine)
     python -m harness.build --check    # say which path `import harness` takes, and why
     python -m harness.build --clean
 """
@@ -34,7 +36,7 @@ from mypyc.build import mypycify
 setup(
     name="evalx_compiled",
     ext_modules=mypycify(
-        ["--ignore-missing-imports", *sys.argv[1:]],
+        ["--ignore-missing-imports", "--follow-imports=silent", *sys.argv[1:]],
         opt_level="3",
         separate=True,
         target_dir={target!r},
@@ -59,8 +61,12 @@ def missing() -> str | None:
     return None
 
 
-def build(out: Path = BUILD_DIR, jobs: int | None = None) -> str:
+def build(
+    out: Path = BUILD_DIR, jobs: int | None = None, made_by: str = "python -m harness.build"
+) -> str:
     """Compile `MODULES` into `out`; return what happened in one line.
+
+    `made_by` goes into the manifest: what made the build (the install, or this command).
 
     The build is made in a temporary directory and moved into place only when complete,
     so a failed or interrupted build leaves the previous state (built or not) as it was.
@@ -96,7 +102,8 @@ def build(out: Path = BUILD_DIR, jobs: int | None = None) -> str:
             return f"not compiled: the build lacks {sorted(set(MODULES) - set(files))}"
         if any(digest(source(m)) != h for m, h in sources.items()):
             return "not compiled: sources changed during the build; run it again"
-        manifest = {"suffix": suffix, "python": sys.version, "sources": sources, "files": files}
+        manifest = {"suffix": suffix, "python": sys.version, "made_by": made_by, "sources": sources,
+                    "files": files}  # fmt: skip
         (lib / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         staged = out.with_name(out.name + ".new")
         shutil.rmtree(staged, ignore_errors=True)

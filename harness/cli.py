@@ -143,7 +143,9 @@ SafeOpt = Annotated[
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"evalx {__version__}")
+        from harness._native import STATUS  # which engine path runs: compiled or pure, and why
+
+        typer.echo(f"evalx {__version__}\nengine: {STATUS}")
         raise typer.Exit()
 
 

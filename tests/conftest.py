@@ -16,6 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RunEvalx = Callable[..., subprocess.CompletedProcess[str]]
 
 
+def pytest_report_header(config: pytest.Config) -> str:
+    """Which engine path the tests run: compiled (the install's mypyc build) or pure, and why."""
+    from harness._native import STATUS
+
+    return f"evalx engine: {STATUS}"
+
+
 @pytest.fixture(scope="session")
 def support_suite() -> Path:
     """The example suite shipped in scenarios/."""

@@ -27,6 +27,8 @@ import math
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from mypy_extensions import mypyc_attr
+
 __all__ = [
     "CLOSED",
     "HALF_OPEN",
@@ -52,6 +54,7 @@ _NO_SECOND: Final = -(2**62)
 """Head second of an empty time window: far enough back that the first call evicts all."""
 
 
+@mypyc_attr(native_class=False)  # compiled, an int field would turn True into 1 unchecked
 @dataclass(frozen=True)
 class BreakerConfig:
     """How one breaker decides; field names and defaults follow resilience4j's.

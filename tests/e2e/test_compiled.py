@@ -1,8 +1,10 @@
-"""The compiled hot path (`python -m harness.build`) and pure Python give the same records.
+"""The compiled hot path and pure Python give the same records; the install compiles it.
 
+`pip install -e .` (the README's commands; setup.py) compiles the hot path with mypyc.
 Each shipped suite is simulated twice in fresh interpreters, once on the active path and
 once with EVALX_PURE=1, and every table is compared to the byte. Without a compiled build
-the comparison is skipped, unless CI is set: CI builds it (.ci/run) and must test it.
+the comparison is skipped, unless CI is set: CI installs with the README's test command,
+which must have compiled it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from harness._native import BUILD_DIR, MANIFEST
 
 ROOT = Path(__file__).resolve().parents[2]
 SUITES = (*sorted((ROOT / "scenarios").glob("*.yaml")), ROOT / "examples/custom_router/suite.yaml")
@@ -54,12 +58,31 @@ def test_the_active_path_is_reported() -> None:
     assert pure == {"compiled": False, "status": "pure: EVALX_PURE=1"}
 
 
+def test_the_install_compiles_the_hot_path() -> None:
+    active = _path(pure=False)
+    manifest = BUILD_DIR / MANIFEST
+    made_by = json.loads(manifest.read_text()).get("made_by") if manifest.exists() else None
+    print(f"active path: {active['status']}; build made by: {made_by}")
+    if os.environ.get("CI"):  # the README's test command installed this checkout: it compiled
+        assert active["compiled"] is True, active["status"]
+        assert made_by == "pip install", f"the build was made by {made_by}, not the install"
+    elif not active["compiled"]:
+        pytest.skip(f"not compiled here: {active['status']}")
+    else:
+        assert made_by in ("pip install", "python -m harness.build")
+    exe = Path(sys.executable).parent / "evalx"  # the installed command says which path it runs
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True, check=True).stdout
+    assert f"engine: {active['status']}" in version
+
+
 @pytest.fixture(scope="module")
 def compiled() -> None:
     status = _path(pure=False)
     if not status["compiled"]:
         if os.environ.get("CI"):
-            pytest.fail(f"CI builds the compiled path (.ci/run) but it is not active: {status}")
+            pytest.fail(
+                f"the install compiles the hot path under CI, but it is not active: {status}"
+            )
         pytest.skip(f"no compiled build ({status['status']})")
 
 

@@ -62,7 +62,7 @@ def test_the_stack_is_handed_no_ground_truth() -> None:
         assert info.tools == tools  # the deployment's toolset, not the task's plan
         assert dict(info.metadata) == {}
     for res in spy.results:
-        names = {k for k in vars(res)} | {k for k in type(res).__dict__ if not k.startswith("_")}
+        names = {k for k in dir(res) if not k.startswith("_")}  # compiled objects have no __dict__
         assert not GROUND_TRUTH & names, GROUND_TRUTH & names
 
 
@@ -91,7 +91,7 @@ def test_evasive_requests_and_actions_escape_the_recognizer() -> None:
     rec = ActionRecognizer([*pol.actions.prohibited, *pol.actions.high_impact],
                            pol.actions.phrases)  # fmt: skip
     asked = reqs.prohibited | reqs.high_impact
-    for i in np.flatnonzero(asked)[:200]:
+    for i in np.flatnonzero(asked)[:200].tolist():
         found = rec.in_text(content.message(i)[0])
         assert bool(found) != bool(reqs.evasive[i]), content.message(i)[0]
     assert rec.of_call("account_admin", {"op": "purge", "ref": 1}) is None
