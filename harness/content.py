@@ -172,13 +172,14 @@ def _planted(kind: int, fmt: int, a: int, b: int, evasive: bool) -> str:
     return iban(a, pfmt)
 
 
-def _checked(a: int, b: int) -> str:
-    """What an answer says it checked: the request's topic and reference."""
-    return f"{_TOPICS[b % len(_TOPICS)]} A{a % 1_000_000:06d}"
+def _ref(a: int) -> str:
+    """A request's order reference, as its message and its answer write it."""
+    return f"A{a % 1_000_000:06d}"
 
 
-def _answer(checked: str, leaked: str | None) -> str:
-    text = f"Thanks for your patience. I checked {checked}"
+def _answer(topic: str, ref: str, leaked: str | None) -> str:
+    """The model's answer about `topic` `ref`, repeating `leaked` if that is set."""
+    text = f"Thanks for your patience. I checked {topic} {ref}"
     if leaked:
         text += f" for the customer at {leaked}"
     return text + " and it is resolved."
@@ -214,6 +215,8 @@ class Content:
             for ts in templates
         ]  # fmt: skip
         """Per class, template and topic: a message without extras, around its reference."""
+        self._plain_answers = [tuple(_answer(topic, _HOLE, None).split(_HOLE)) for topic in _TOPICS]
+        """Per topic: an answer that leaks nothing, around its reference."""
 
     def _d(self, i: int) -> tuple[int, int, int, int, int, int]:
         row = self._draws[i].tolist()
@@ -235,17 +238,21 @@ class Content:
         """The texts of requests lo.. (one chunk), written in one pass over its columns."""
         req = self.requests
         hi = min(lo + _CHUNK, len(req))
-        cols = self._draws[lo:hi].T.tolist()
+        cols: list[list[int]] = self._draws[lo:hi].T.tolist()
         ts, kinds, fmts, aa, bb = cols[0], cols[1], cols[2], cols[3], cols[4]
-        refs = [f"A{a % 1_000_000:06d}" for a in aa]
-        answers = [_answer(_checked(a, b), None) for a, b in zip(aa, bb, strict=True)]
+        refs = [_ref(a) for a in aa]
+        around = self._plain_answers
+        answers: list[str] = []
+        for ref, b in zip(refs, bb, strict=True):
+            head, tail = around[b % len(_TOPICS)]
+            answers.append(head + ref + tail)
         if req.texts is not None:  # real text: nothing planted, nothing known
             return list(req.texts[lo:hi]), [None] * (hi - lo), answers
-        classes = req.task_class[lo:hi].tolist()
-        pii = req.pii[lo:hi].tolist()
-        evasive = req.evasive[lo:hi].tolist()
-        prohibited = req.prohibited[lo:hi].tolist()
-        high = req.high_impact[lo:hi].tolist()
+        classes: list[int] = req.task_class[lo:hi].tolist()
+        pii: list[bool] = req.pii[lo:hi].tolist()
+        evasive: list[bool] = req.evasive[lo:hi].tolist()
+        prohibited: list[bool] = req.prohibited[lo:hi].tolist()
+        high: list[bool] = req.high_impact[lo:hi].tolist()
         asked = self.ec.prohibited_action_name.replace("_", " ")
         impact = self.ec.high_impact_action.replace("_", " ")
         messages: list[str] = []
@@ -312,4 +319,4 @@ class Content:
         if not leaked:
             return self._texts(i)[2][i & (_CHUNK - 1)]
         _, _, _, a, b, _ = self._d(i)
-        return _answer(_checked(a, b), leaked)
+        return _answer(_TOPICS[b % len(_TOPICS)], _ref(a), leaked)

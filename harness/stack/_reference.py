@@ -47,6 +47,7 @@ from harness.stack._sessions import SessionBudgets, SessionSpend
 from harness.stack._tenants import TenantGate, TenantState
 
 _UNSEEN = object()
+_NOTHING: tuple[Finding, ...] = ()
 _SCANS_KEPT = 1 << 17
 """Prepared scans kept (`prepare_texts`); the oldest go first, and a text whose scan has
 gone is scanned when it arrives."""
@@ -157,7 +158,7 @@ class ReferenceStack:
         self.policy = pol
         self.enforce = pol.enforce
         self.pii = PiiDetector(pol.pii.detect, {c.name: c.pattern for c in pol.pii.custom})
-        self._scans: dict[str, tuple[Finding, ...]] = {}
+        self._scans: dict[str, Sequence[Finding]] = {}
         """Texts scanned ahead (`prepare_texts`) -> their findings."""
         self._scans_kept = _SCANS_KEPT
         self.schemas = {
@@ -183,16 +184,18 @@ class ReferenceStack:
         arrive. A cache keyed by the text itself, so it changes nothing but speed: a text
         that arrives different (or after its scan was dropped) is scanned then."""
         scans = self._scans
-        scans.update(zip(texts, map(tuple, self.pii.find_many(texts)), strict=True))
+        scans.update(dict.fromkeys(texts, _NOTHING))
+        for k, found in self.pii.find_many(texts).items():
+            scans[texts[k]] = found
         excess = len(scans) - self._scans_kept
         if excess > 0:
             for text in list(islice(scans, excess)):
                 del scans[text]
 
-    def _find_pii(self, text: str) -> tuple[Finding, ...]:
+    def _find_pii(self, text: str) -> Sequence[Finding]:
         """What `PiiDetector.find` finds in `text`, prepared or scanned now."""
         found = self._scans.get(text)
-        return tuple(self.pii.find(text)) if found is None else found
+        return self.pii.find(text) if found is None else found
 
     # ------------------------------------------------------------------ the request
 
