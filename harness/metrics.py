@@ -4,12 +4,17 @@ One row per route plus one for `all`, computed from the requests table. Percenti
 are exact (linear interpolation between order statistics, numpy's default), success
 rates carry a 95% interval that respects dependence in time (batch means over
 arrival-time blocks, `harness.intervals`).
+
+Computed on numpy arrays taken from the Arrow columns, rows grouped by route once; sums
+and means reduce each route's values in row order, as pandas did, so the figures are
+bit-identical to a pandas groupby's. `summarize` is the entry point for DataFrames.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -91,28 +96,119 @@ SUMMARY_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def _ttft(df: pd.DataFrame) -> dict[str, float]:
-    """p50 and p95 time to first token over requests that got an answer (NaN: none did)."""
-    ttft = df["ttft_ms"].to_numpy(dtype=np.float64) if "ttft_ms" in df else np.zeros(0)
-    ttft = ttft[~np.isnan(ttft)]
-    p50, p95 = np.percentile(ttft, [50, 95]) if ttft.size else (math.nan, math.nan)
-    return {"p50_ttft_ms": float(p50), "p95_ttft_ms": float(p95)}
+NUMBERS = ("latency_ms", "success", "cost_usd", "escalated", "fallbacks", "handoff", "retries",
+           "violations", "prevented")  # fmt: skip
+"""Request columns a summary row reads as they are."""
+NEEDED = ("request_id", "route", "outcome", "input_tokens", "output_tokens", *NUMBERS)
+"""Request columns the summary reads."""
+OPTIONAL = ("arrival_s", "ttft_ms", "escalation_harm")
+"""Request columns the summary reads when they are there."""
+OUTCOMES = ("timeout", "error", "budget_exhausted")
+"""Outcomes with a share of their own (`<outcome>_rate`)."""
+MARK_KINDS = tuple(
+    (mark, kind, f"{column}_{kind}")
+    for mark, column in (("violation", "violations"), ("prevented", "prevented"))
+    for kind in VIOLATION_KINDS
+)
+"""Counts of marks by kind: marks column, kind, summary column."""
 
 
-def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]:
-    n = len(df)
-    lat = df["latency_ms"].to_numpy()
-    succ = int(df["success"].sum())
-    cost = float(df["cost_usd"].sum())
-    outcome = df["outcome"].to_numpy()
-    p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if n else (math.nan,) * 3
-    ok = df["success"].to_numpy(dtype=np.float64)
-    ci = interval(
-        ok[np.argsort(df["arrival_s"].to_numpy(), kind="stable")] if "arrival_s" in df else ok
+class _Groups(NamedTuple):
+    """Rows grouped by a key column: group `g` is `names[g]`, its rows are
+    `order[bounds[g]:bounds[g + 1]]`, in row order. Rows with a null key are in no group."""
+
+    names: list[str]
+    order: np.ndarray
+    bounds: np.ndarray
+    code: np.ndarray
+    """Per row: its group, or -1 for a null key."""
+
+    def slices(self) -> Iterator[tuple[str, slice]]:
+        """Each group's name and its rows' positions in `order`."""
+        for g, name in enumerate(self.names):
+            yield name, slice(int(self.bounds[g]), int(self.bounds[g + 1]))
+
+
+def _groups(keys: pa.ChunkedArray | pa.Array) -> _Groups:
+    """Group rows by a string column, names sorted (as pandas' `groupby(sort=True)`)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks()
+    encoded = pc.dictionary_encode(keys)
+    found = [str(v) for v in encoded.dictionary.to_pylist()]
+    rank = np.full(len(found) + 1, -1, dtype=np.int64)  # index -1 (a null key) reads the last: -1
+    rank[sorted(range(len(found)), key=found.__getitem__)] = np.arange(len(found))
+    code = rank[pc.fill_null(encoded.indices, -1).to_numpy()]
+    small = code.astype(np.int16) if len(found) < 2**15 else code  # radix sort
+    bounds = np.cumsum(np.bincount(code + 1, minlength=len(found) + 1))  # nulls sort first
+    return _Groups(sorted(found), np.argsort(small, kind="stable"), bounds, code)
+
+
+def _columns(requests: pa.Table) -> dict[str, np.ndarray]:
+    """The request columns a summary row reads, as numpy arrays in row order: NUMBERS,
+    those of OPTIONAL that are there, `tokens` (input plus output) and, for each of
+    OUTCOMES, whether a request ended so."""
+    import pyarrow.compute as pc
+
+    def column(name: str) -> np.ndarray:
+        values: np.ndarray = requests.column(name).to_numpy()
+        return values
+
+    present = [c for c in OPTIONAL if c in requests.column_names]
+    cols = {c: column(c) for c in (*NUMBERS, *present)}
+    cols["tokens"] = column("input_tokens") + column("output_tokens")
+    outcome = requests.column("outcome")
+    for name in OUTCOMES:
+        cols[name] = pc.fill_null(pc.equal(outcome, name), False).to_numpy()
+    return cols
+
+
+def _positions(ids: np.ndarray, among: np.ndarray) -> np.ndarray:
+    """Where each of `ids` is in `among` (its first row, if repeated); -1 where it is not."""
+    if not among.size:
+        return np.full(ids.size, -1, dtype=np.int64)
+    order = np.argsort(among, kind="stable")  # ascending ids (a run's) sort in linear time
+    at = order[np.minimum(np.searchsorted(among, ids, sorter=order), among.size - 1)]
+    return np.where(among[at] == ids, at, -1)
+
+
+def _mark_counts(marks: pa.Table | None, requests: pa.Table, by: _Groups) -> np.ndarray:
+    """Marks of each kind (`violations_<kind>` then `prevented_<kind>`, as columns) per
+    group, then in all (a last row, which counts marks whose request is not in `requests`)."""
+    import pyarrow.compute as pc
+
+    counts = np.zeros((len(by.names) + 1, len(MARK_KINDS)), dtype=np.int64)
+    if marks is None or not marks.num_rows:
+        return counts
+    row = _positions(
+        marks.column("request_id").to_numpy(), requests.column("request_id").to_numpy()
     )
+    code = np.append(by.code, -1)[row]  # -1: not a request of the table
+    for j, (column, kind, _) in enumerate(MARK_KINDS):
+        hit = pc.fill_null(pc.equal(marks.column(column), kind), False).to_numpy()
+        counts[:-1, j] = np.bincount(code[hit & (code >= 0)], minlength=len(by.names))
+        counts[-1, j] = int(hit.sum())
+    return counts
 
-    def share(mask: np.ndarray) -> float:
-        return float(mask.mean()) if n else math.nan
+
+def _row(route: str, cols: dict[str, np.ndarray], marks: np.ndarray) -> dict[str, object]:
+    """One summary row from its requests' columns (row order) and mark counts."""
+    lat = cols["latency_ms"]
+    n = lat.size
+    succ = int(cols["success"].sum())
+    cost = float(np.nansum(cols["cost_usd"]))  # NaN skipped, as pandas' sum
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99]) if n else (math.nan,) * 3
+    ttft = cols["ttft_ms"] if "ttft_ms" in cols else np.zeros(0)
+    ttft = ttft[~np.isnan(ttft)]
+    t50, t95 = np.percentile(ttft, [50, 95]) if ttft.size else (math.nan, math.nan)
+    ok = cols["success"].astype(np.float64)
+    arrival = cols.get("arrival_s")
+    ci = interval(ok if arrival is None else ok[np.argsort(arrival, kind="stable")])
+
+    def mean(values: np.ndarray) -> float:
+        return float(values.mean()) if n else math.nan
 
     return {
         "route": route,
@@ -125,29 +221,39 @@ def _row(route: str, df: pd.DataFrame, marks: pd.DataFrame) -> dict[str, object]
         "p50_latency_ms": float(p50),
         "p95_latency_ms": float(p95),
         "p99_latency_ms": float(p99),
-        "mean_latency_ms": float(lat.mean()) if n else math.nan,
-        **_ttft(df),
+        "mean_latency_ms": mean(lat),
+        "p50_ttft_ms": float(t50),
+        "p95_ttft_ms": float(t95),
         "cost_per_request_usd": cost / n if n else math.nan,
         "cost_per_success_usd": cost / succ if succ else math.nan,
         "total_cost_usd": cost,
-        "tokens_per_request": float((df["input_tokens"] + df["output_tokens"]).mean())
-        if n
+        "tokens_per_request": mean(cols["tokens"]),
+        "escalation_rate": mean(cols["escalated"]),
+        "escalation_harm_rate": mean(cols["escalation_harm"])
+        if "escalation_harm" in cols
         else math.nan,
-        "escalation_rate": share(df["escalated"].to_numpy()),
-        "escalation_harm_rate": share(df["escalation_harm"].to_numpy())
-        if "escalation_harm" in df
-        else math.nan,
-        "fallback_rate": share(df["fallbacks"].to_numpy() > 0),
-        "handoff_rate": share(df["handoff"].to_numpy()),
-        "retries_per_request": float(df["retries"].mean()) if n else math.nan,
-        "timeout_rate": share(outcome == "timeout"),
-        "error_rate": share(outcome == "error"),
-        "budget_exhausted_rate": share(outcome == "budget_exhausted"),
-        "violations": int(df["violations"].sum()),
-        "prevented": int(df["prevented"].sum()),
-        **{f"violations_{k}": int((marks["violation"] == k).sum()) for k in VIOLATION_KINDS},
-        **{f"prevented_{k}": int((marks["prevented"] == k).sum()) for k in VIOLATION_KINDS},
+        "fallback_rate": mean(cols["fallbacks"] > 0),
+        "handoff_rate": mean(cols["handoff"]),
+        "retries_per_request": mean(cols["retries"]),
+        **{f"{o}_rate": mean(cols[o]) for o in OUTCOMES},
+        "violations": int(cols["violations"].sum()),
+        "prevented": int(cols["prevented"].sum()),
+        **{name: int(v) for (_, _, name), v in zip(MARK_KINDS, marks, strict=True)},
     }
+
+
+def _rows(requests: pa.Table, marks: pa.Table | None) -> list[dict[str, object]]:
+    """The summary rows (every column but the session ones) of a requests table."""
+    by = _groups(requests.column("route"))
+    cols = _columns(requests)
+    counts = _mark_counts(marks, requests, by)
+    grouped = {name: values[by.order] for name, values in cols.items()}
+    rows = [
+        _row(name, {c: v[at] for c, v in grouped.items()}, counts[g])
+        for g, (name, at) in enumerate(by.slices())
+    ]
+    rows.append(_row(ALL, cols, counts[-1]))
+    return rows
 
 
 def summarize(requests: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -158,20 +264,18 @@ def summarize(requests: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.D
 
     `marks` has one row per span that let a violation through or prevented one:
     `request_id`, `violation` and `prevented` (kind names, '' where not applicable).
+    The same rows as `summary_table`'s, as a DataFrame (its session columns NaN).
     """
     import pandas as pd
+    import pyarrow as pa
 
-    if marks is None or not len(marks):
-        marks = pd.DataFrame({"route": [], "violation": [], "prevented": []}, dtype=object)
-    else:
-        route_of = requests.set_index("request_id")["route"]
-        marks = marks.assign(route=marks["request_id"].map(route_of))
-    rows = [
-        _row(str(route), g, marks[marks["route"] == route])
-        for route, g in requests.groupby("route", sort=True)
-    ]
-    rows.append(_row(ALL, requests, marks))
-    return pd.DataFrame(rows, columns=[c.name for c in SUMMARY_COLUMNS])
+    present = [c for c in (*NEEDED, *OPTIONAL) if c in requests.columns or c in NEEDED]
+    table = pa.Table.from_pandas(requests[present], preserve_index=False)
+    marked = None
+    if marks is not None and len(marks):
+        columns = ["request_id", "violation", "prevented"]
+        marked = pa.Table.from_pandas(marks[columns], preserve_index=False)
+    return pd.DataFrame(_rows(table, marked), columns=[c.name for c in SUMMARY_COLUMNS])
 
 
 TENANT_LIMIT_ROUTE = "tenant_limit"
@@ -186,46 +290,48 @@ def tenant_summary(requests: pa.Table) -> pd.DataFrame | None:
     tenant, gate with thresholds (`success{tenant:acme}`) or read requests.parquet.
     """
     import pandas as pd
+    import pyarrow.compute as pc
 
     if "tenant" not in requests.column_names:
         return None
-    cols = ["tenant", "route", "success", "latency_ms", "cost_usd"]
-    df = requests.select(cols).to_pandas()
-    if not (df["tenant"] != "").any():
+    tenant = requests.column("tenant")
+    if not pc.any(pc.not_equal(tenant, "")).as_py():
         return None
+    by = _groups(tenant)
+    success = requests.column("success").to_numpy()[by.order]
+    latency = requests.column("latency_ms").to_numpy()[by.order]
+    cost_usd = requests.column("cost_usd").to_numpy()[by.order]
+    limited = pc.fill_null(pc.equal(requests.column("route"), TENANT_LIMIT_ROUTE), False)
+    limited = limited.to_numpy()[by.order]
     rows = []
-    for tenant, g in df.groupby("tenant", sort=True):
-        n = len(g)
-        cost = float(g["cost_usd"].sum())
+    for name, at in by.slices():
+        n = at.stop - at.start
+        cost = float(np.nansum(cost_usd[at]))
         rows.append({
-            "tenant": str(tenant),
+            "tenant": name,
             "requests": n,
-            "success_rate": float(g["success"].mean()),
-            "p95_latency_ms": float(np.percentile(g["latency_ms"].to_numpy(), 95)),
+            "success_rate": float(success[at].mean()),
+            "p95_latency_ms": float(np.percentile(latency[at], 95)),
             "cost_per_request_usd": cost / n,
             "total_cost_usd": cost,
-            "limited_rate": float((g["route"] == TENANT_LIMIT_ROUTE).mean()),
+            "limited_rate": float(limited[at].mean()),
         })  # fmt: skip
     return pd.DataFrame(rows)
 
 
-def violation_marks(spans: pa.Table) -> pd.DataFrame:
-    """The spans that let a violation through or prevented one, as summarize's `marks`."""
+def violation_marks(spans: pa.Table) -> pa.Table:
+    """The spans that let a violation through or prevented one, as `_rows`'s marks:
+    `request_id`, `violation` and `prevented` (kind names, '' where not applicable)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     df = spans.select(["request_id", "violation", "guards", "caught", "acted"])
-    keep = pc.or_(pc.not_equal(df["violation"], pa.scalar("")), pc.and_(df["caught"], df["acted"]))
-    sub = df.filter(keep).to_pandas()
-    prevented = sub["guards"].where(sub["caught"] & sub["acted"], "")
-    out: pd.DataFrame = sub.assign(prevented=prevented)[["request_id", "violation", "prevented"]]
-    return out
-
-
-NEEDED = ("request_id", "route", "latency_ms", "success", "cost_usd", "outcome", "input_tokens",
-          "output_tokens", "escalated", "fallbacks", "handoff", "retries", "violations",
-          "prevented")  # fmt: skip
-"""Request columns the summary reads."""
+    acted = pc.and_(df["caught"], df["acted"])
+    sub = df.filter(pc.or_(pc.not_equal(df["violation"], pa.scalar("")), acted))
+    prevented = pc.if_else(pc.and_(sub["caught"], sub["acted"]), sub["guards"], pa.scalar(""))
+    return pa.table({
+        "request_id": sub["request_id"], "violation": sub["violation"], "prevented": prevented
+    })  # fmt: skip
 
 
 def session_metrics(sessions: pa.Table) -> dict[str, float]:
@@ -259,15 +365,12 @@ def summary_table(
     from harness.records import schema, sessions_table
 
     sch = schema(SUMMARY_COLUMNS)
-    optional = [
-        c for c in ("arrival_s", "ttft_ms", "escalation_harm") if c in requests.column_names
-    ]
-    needed = [*NEEDED, *optional]
-    df = requests.select(needed).to_pandas()
-    marks = violation_marks(spans) if spans is not None else None
-    out = summarize(df, marks)
+    rows = _rows(requests, violation_marks(spans) if spans is not None else None)
     if "session_id" in requests.column_names:
-        per = session_metrics(sessions if sessions is not None else sessions_table(requests))
-        for name, value in per.items():
-            out.loc[out["route"] == ALL, name] = value
-    return pa.Table.from_pandas(out, schema=sch, preserve_index=False)
+        rows[-1].update(
+            session_metrics(sessions if sessions is not None else sessions_table(requests))
+        )
+    arrays = [
+        pa.array([row.get(f.name) for row in rows], type=f.type, from_pandas=True) for f in sch
+    ]
+    return pa.Table.from_arrays(arrays, schema=sch)
