@@ -38,6 +38,7 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[dev]")
     session.run("python", "-m", "harness.build")  # compiled and pure, side by side
     session.run("python", "bench/engine.py", *session.posargs)
+    session.run("python", "bench/profile.py")
     session.run("python", "bench/compare.py")
     session.run("python", "bench/screen.py")
     session.run("python", "bench/scale.py")
