@@ -36,7 +36,6 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Engine speed and memory, compare's false alarms and power, the sweep's screening speed."""
     session.install("-e", ".[dev]")
-    session.run("python", "-m", "harness.build")  # compiled and pure, side by side
     session.run("python", "bench/engine.py", *session.posargs)
     session.run("python", "bench/profile.py")
     session.run("python", "bench/compare.py")
