@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binomtest
 
-from harness.metrics import ALL, SUMMARY_COLUMNS, summarize, summary_table, wilson
-from harness.records import SCHEMA_VERSION
+from harness.intervals import interval
+from harness.metrics import (
+    ALL,
+    SUMMARY_COLUMNS,
+    TENANT_LIMIT_ROUTE,
+    session_metrics,
+    summarize,
+    summary_table,
+    tenant_summary,
+    wilson,
+)
+from harness.records import SCHEMA_VERSION, schema
+from harness.spec import VIOLATION_KINDS
+
+BASELINE = Path(__file__).resolve().parents[2] / "reports" / "baseline"
 
 # --------------------------------------------------------------------------- wilson
 
@@ -193,3 +208,203 @@ def test_summary_table_has_the_documented_schema() -> None:
             == {"string": "string", "int64": "int64", "float64": "double"}[types[field.name]]
         ), field.name
         assert field.metadata[b"doc"]
+
+
+# ------------------------------------------------- the numpy path against a pandas groupby
+
+OUTCOMES = ("success", "wrong", "timeout", "error", "blocked", "handoff", "budget_exhausted")
+
+
+def reference_marks(spans: pd.DataFrame) -> pd.DataFrame:
+    """violation_marks, the pandas way."""
+    acted = spans["caught"] & spans["acted"]
+    sub = spans[(spans["violation"] != "") | acted]
+    prevented = sub["guards"].where(sub["caught"] & sub["acted"], "")
+    return sub.assign(prevented=prevented)[["request_id", "violation", "prevented"]]
+
+
+def reference(requests: pd.DataFrame, marks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The summary as a plain pandas groupby computes it: the oracle for the numpy path."""
+    if marks is None:
+        marks = pd.DataFrame({"request_id": [], "violation": [], "prevented": []})
+    marks = marks.assign(route=marks["request_id"].map(requests.set_index("request_id")["route"]))
+
+    def pct(values: pd.Series, q: float) -> float:
+        return float(np.percentile(values.to_numpy(), q)) if len(values) else math.nan
+
+    def row(route: str, g: pd.DataFrame, m: pd.DataFrame) -> dict[str, object]:
+        n = len(g)
+        nan_if_empty = (lambda x: float(x)) if n else (lambda x: math.nan)
+        succ, cost = int(g["success"].sum()), float(g["cost_usd"].sum())
+        ordered = g.sort_values("arrival_s", kind="stable") if "arrival_s" in g else g
+        ci = interval(ordered["success"].to_numpy(dtype=np.float64))
+        ttft = g["ttft_ms"].dropna() if "ttft_ms" in g else pd.Series([], dtype=float)
+        harm = g["escalation_harm"].mean() if "escalation_harm" in g else math.nan
+        return {
+            "route": route, "requests": n, "success_rate": succ / n if n else math.nan,
+            "success_ci_low": ci.low, "success_ci_high": ci.high, "ci_method": ci.method,
+            "ci_block_requests": ci.block, "p50_latency_ms": pct(g["latency_ms"], 50),
+            "p95_latency_ms": pct(g["latency_ms"], 95), "p99_latency_ms": pct(g["latency_ms"], 99),
+            "mean_latency_ms": nan_if_empty(g["latency_ms"].mean()),
+            "p50_ttft_ms": pct(ttft, 50), "p95_ttft_ms": pct(ttft, 95),
+            "cost_per_request_usd": cost / n if n else math.nan,
+            "cost_per_success_usd": cost / succ if succ else math.nan, "total_cost_usd": cost,
+            "tokens_per_request": nan_if_empty((g["input_tokens"] + g["output_tokens"]).mean()),
+            "escalation_rate": nan_if_empty(g["escalated"].mean()),
+            "escalation_harm_rate": nan_if_empty(harm),
+            "fallback_rate": nan_if_empty((g["fallbacks"] > 0).mean()),
+            "handoff_rate": nan_if_empty(g["handoff"].mean()),
+            "retries_per_request": nan_if_empty(g["retries"].mean()),
+            **{f"{o}_rate": nan_if_empty((g["outcome"] == o).mean())
+               for o in ("timeout", "error", "budget_exhausted")},
+            "violations": int(g["violations"].sum()), "prevented": int(g["prevented"].sum()),
+            **{f"violations_{k}": int((m["violation"] == k).sum()) for k in VIOLATION_KINDS},
+            **{f"prevented_{k}": int((m["prevented"] == k).sum()) for k in VIOLATION_KINDS},
+        }  # fmt: skip
+
+    rows = [
+        row(str(r), g, marks[marks["route"] == r]) for r, g in requests.groupby("route", sort=True)
+    ]
+    rows.append(row(ALL, requests, marks))
+    return pd.DataFrame(rows, columns=[c.name for c in SUMMARY_COLUMNS])
+
+
+def random_run(
+    seed: int, n: int, routes: list[str], shape: dict[str, bool]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Requests and spans drawn at random: routes of every size (one of a single request
+    with `single`), ttft often missing, arrivals out of row order with ties, request ids
+    with gaps, and marks on requests that are not in the table."""
+    rng = np.random.default_rng(seed)
+    route = rng.choice(routes, n, p=rng.dirichlet(np.ones(len(routes)) * 0.5)).astype(object)
+    if shape["null_routes"] and n:
+        route[rng.random(n) < 0.05] = None
+    latency = rng.lognormal(6, 1.5, n)
+    requests = pd.DataFrame({
+        "request_id": rng.permutation(2 * n + 5)[:n].astype(np.int64),
+        "route": route,
+        "outcome": rng.choice(OUTCOMES, n),
+        "success": rng.random(n) < 0.7,
+        "latency_ms": latency,
+        "cost_usd": np.where(rng.random(n) < 0.1, 0.0, rng.lognormal(-7, 2, n)),
+        "input_tokens": rng.integers(0, 5000, n),
+        "output_tokens": rng.integers(0, 900, n),
+        "escalated": rng.random(n) < 0.2,
+        "retries": rng.integers(0, 4, n).astype(np.int16),
+        "fallbacks": rng.integers(0, 3, n).astype(np.int16),
+        "handoff": rng.random(n) < 0.05,
+        "violations": rng.integers(0, 2, n).astype(np.int16),
+        "prevented": rng.integers(0, 3, n).astype(np.int16),
+    })  # fmt: skip
+    if shape["single"]:
+        requests = pd.concat([requests, requests.iloc[:1].assign(route="solo", request_id=-7)])
+        requests = requests.reset_index(drop=True) if len(requests) else requests
+    m = len(requests)
+    if shape["arrival"]:
+        requests["arrival_s"] = rng.integers(0, max(m // 3, 1), m) * 0.5
+    if shape["ttft"]:
+        ttft = requests["latency_ms"].to_numpy() * rng.random(m)
+        requests["ttft_ms"] = np.where(rng.random(m) < rng.choice([0.0, 0.3, 1.0]), np.nan, ttft)
+    if shape["harm"]:
+        requests["escalation_harm"] = rng.random(m) < 0.1
+    k = 3 * m + 3
+    ids = np.concatenate([requests["request_id"].to_numpy(), [10**6, 10**6 + 1]])
+    spans = pd.DataFrame({
+        "request_id": rng.choice(ids, k),
+        "violation": rng.choice(["", "", "", "", *VIOLATION_KINDS], k),
+        "guards": rng.choice(["", *VIOLATION_KINDS], k),
+        "caught": rng.random(k) < 0.3,
+        "acted": rng.random(k) < 0.6,
+    })  # fmt: skip
+    return requests, spans
+
+
+def chunked(df: pd.DataFrame) -> pa.Table:
+    """`df` as an Arrow table in up to three chunks (a pooled run's table is chunked)."""
+    parts = np.array_split(np.arange(len(df)), 3)
+    return pa.concat_tables([pa.Table.from_pandas(df.iloc[p], preserve_index=False) for p in parts])
+
+
+def assert_same_bits(got: pa.Table, want: pa.Table) -> None:
+    """Equal tables, floats to the last bit (NaN stored as null in both)."""
+    assert got.schema.equals(want.schema), (got.schema, want.schema)
+    for name in got.column_names:
+        a, b = got.column(name), want.column(name)
+        if pa.types.is_floating(a.type):
+            assert a.is_null().equals(b.is_null()), name
+            bits = [c.fill_null(0.0).to_numpy().view(np.uint64) for c in (a, b)]
+            assert np.array_equal(*bits), (name, a, b)
+        else:
+            assert a.equals(b), (name, a, b)
+
+
+run_shapes = st.fixed_dictionaries(
+    {k: st.booleans() for k in ("null_routes", "single", "arrival", "ttft", "harm")}
+)
+route_names = st.lists(
+    st.sampled_from(["", "routine", "reasoning", "escalation", "guardrail", "Zeta", "ä"]),
+    min_size=1, max_size=4, unique=True,
+)  # fmt: skip
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 700), route_names, run_shapes)
+def test_summarize_equals_a_pandas_groupby(
+    seed: int, n: int, routes: list[str], shape: dict[str, bool]
+) -> None:
+    requests, spans = random_run(seed, n, routes, shape)
+    marks = reference_marks(spans)
+    pd.testing.assert_frame_equal(
+        summarize(requests, marks), reference(requests, marks), check_exact=True
+    )
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(st.integers(0, 2**32 - 1), st.integers(0, 700), route_names, run_shapes)
+def test_summary_table_equals_a_pandas_groupby_to_the_bit(
+    seed: int, n: int, routes: list[str], shape: dict[str, bool]
+) -> None:
+    requests, spans = random_run(seed, n, routes, shape)
+    want = reference(requests, reference_marks(spans))
+    sch = schema(SUMMARY_COLUMNS)
+    got = summary_table(chunked(requests), chunked(spans))
+    assert_same_bits(got, pa.Table.from_pandas(want, schema=sch, preserve_index=False))
+
+
+def test_summary_of_the_shipped_run_is_the_baseline_to_the_bit() -> None:
+    """reports/baseline is scenarios/support.yaml's run: its summary again, from its tables,
+    and the pandas groupby's summary of them, with the session columns of the `all` row."""
+    tables = {name: pq.read_table(BASELINE / f"{name}.parquet") for name in
+              ("requests", "spans", "sessions", "summary")}  # fmt: skip
+    got = summary_table(tables["requests"], tables["spans"], tables["sessions"])
+    assert_same_bits(got, tables["summary"].replace_schema_metadata(got.schema.metadata))
+    want = reference(tables["requests"].to_pandas(), reference_marks(tables["spans"].to_pandas()))
+    for name, value in session_metrics(tables["sessions"]).items():
+        want.loc[want["route"] == ALL, name] = value
+    sch = schema(SUMMARY_COLUMNS)
+    assert_same_bits(got, pa.Table.from_pandas(want, schema=sch, preserve_index=False))
+
+
+@settings(max_examples=10, deadline=None, derandomize=True)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 500))
+def test_tenant_summary_equals_a_pandas_groupby(seed: int, n: int) -> None:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "tenant": rng.choice(["", "acme", "noisy", "b"], n),
+        "route": rng.choice(["routine", TENANT_LIMIT_ROUTE], n),
+        "success": rng.random(n) < 0.8,
+        "latency_ms": rng.lognormal(6, 1, n),
+        "cost_usd": rng.lognormal(-7, 2, n),
+    })  # fmt: skip
+    got = tenant_summary(chunked(df))
+    if not (df["tenant"] != "").any():
+        assert got is None
+        return
+    rows = [{
+        "tenant": t, "requests": len(g), "success_rate": float(g["success"].mean()),
+        "p95_latency_ms": float(np.percentile(g["latency_ms"], 95)),
+        "cost_per_request_usd": float(g["cost_usd"].sum()) / len(g),
+        "total_cost_usd": float(g["cost_usd"].sum()),
+        "limited_rate": float((g["route"] == TENANT_LIMIT_ROUTE).mean()),
+    } for t, g in df.groupby("tenant", sort=True)]  # fmt: skip
+    pd.testing.assert_frame_equal(got, pd.DataFrame(rows), check_exact=True)
