@@ -25,8 +25,9 @@ _TEXT = 21
 _CHUNK_BITS = 12
 _CHUNK = 1 << _CHUNK_BITS
 """Requests whose texts are written together."""
-_KEEP = 32
-"""Chunks kept; the requests in flight in a run span far fewer (a rebuilt one is the same)."""
+_KEEP = 4
+"""Chunks kept. The requests in flight span far fewer; a request of a chunk dropped
+already has its own text written alone (the same text, without the batch's savings)."""
 _HOLE = "\x00"
 """Stands for a request's reference while a template is written once for every request."""
 
@@ -203,6 +204,7 @@ class Content:
             draws[lo:hi] = rng.integers(0, 2**31, size=(BLOCK, 6))[: hi - lo]
         self._draws = draws
         self._chunks: dict[int, _Texts] = {}
+        self._dropped: set[int] = set()
         self.on_texts: Callable[[list[str]], None] | None = None
         """Called with each chunk's texts (messages, answers that leak nothing) when they
         are written, before any request of the chunk asks: the engine hands them to a stack
@@ -222,22 +224,28 @@ class Content:
         row = self._draws[i].tolist()
         return row[0], row[1], row[2], row[3], row[4], row[5]
 
-    def _texts(self, i: int) -> _Texts:
-        """The chunk of texts request i is in, written now if not kept."""
+    def _texts(self, i: int) -> tuple[_Texts, int]:
+        """The texts of request i's chunk (written now if new) and i's place in them; or of
+        request i alone, if its chunk was written once and dropped."""
         k = i >> _CHUNK_BITS
         chunk = self._chunks.get(k)
-        if chunk is None:
-            chunk = self._chunks[k] = self._chunk(k << _CHUNK_BITS)
-            if len(self._chunks) > _KEEP:
-                del self._chunks[next(iter(self._chunks))]
-            if self.on_texts is not None:
-                self.on_texts(chunk[0] + chunk[2])
-        return chunk
+        if chunk is not None:
+            return chunk, i & (_CHUNK - 1)
+        if k in self._dropped:
+            return self._chunk(i, i + 1), 0
+        chunk = self._chunks[k] = self._chunk(k << _CHUNK_BITS, (k + 1) << _CHUNK_BITS)
+        if len(self._chunks) > _KEEP:
+            oldest = next(iter(self._chunks))
+            del self._chunks[oldest]
+            self._dropped.add(oldest)
+        if self.on_texts is not None:
+            self.on_texts(chunk[0] + chunk[2])
+        return chunk, i & (_CHUNK - 1)
 
-    def _chunk(self, lo: int) -> _Texts:
-        """The texts of requests lo.. (one chunk), written in one pass over its columns."""
+    def _chunk(self, lo: int, hi: int) -> _Texts:
+        """The texts of requests lo..hi-1, written in one pass over their columns."""
         req = self.requests
-        hi = min(lo + _CHUNK, len(req))
+        hi = min(hi, len(req))
         cols: list[list[int]] = self._draws[lo:hi].T.tolist()
         ts, kinds, fmts, aa, bb = cols[0], cols[1], cols[2], cols[3], cols[4]
         refs = [_ref(a) for a in aa]
@@ -291,8 +299,7 @@ class Content:
 
     def message(self, i: int) -> tuple[str, str | None]:
         """Request i's text and the personal data value planted in it (if any)."""
-        chunk = self._texts(i)
-        j = i & (_CHUNK - 1)
+        chunk, j = self._texts(i)
         return chunk[0][j], chunk[1][j]
 
     def customer_pii(self, i: int) -> tuple[str, str]:
@@ -317,6 +324,7 @@ class Content:
     def answer(self, i: int, leaked: str | None) -> str:
         """The model's answer; `leaked` is a personal data value it repeats, if any."""
         if not leaked:
-            return self._texts(i)[2][i & (_CHUNK - 1)]
+            chunk, j = self._texts(i)
+            return chunk[2][j]
         _, _, _, a, b, _ = self._d(i)
         return _answer(_TOPICS[b % len(_TOPICS)], _ref(a), leaked)

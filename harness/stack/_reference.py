@@ -48,7 +48,7 @@ from harness.stack._tenants import TenantGate, TenantState
 
 _UNSEEN = object()
 _NOTHING: tuple[Finding, ...] = ()
-_SCANS_KEPT = 1 << 17
+_SCANS_KEPT = 1 << 15
 """Prepared scans kept (`prepare_texts`); the oldest go first, and a text whose scan has
 gone is scanned when it arrives."""
 

@@ -45,13 +45,17 @@ def test_texts_do_not_depend_on_the_order_they_are_asked_for() -> None:
     assert all(planted in text for text, planted in ahead if planted is not None)
 
 
-def test_a_dropped_chunk_is_written_again_the_same() -> None:
-    suite = support(40 * CHUNK)  # more chunks than are kept
+def test_a_request_of_a_dropped_chunk_gets_the_same_texts_alone() -> None:
+    suite = support(8 * CHUNK)  # more chunks than are kept
     content = Content(suite, sample_requests(suite))
-    first = content.message(5), content.answer(5, None)
-    for k in range(1, 40):
+    first = content.message(5), content.answer(5, None), content.message(CHUNK - 1)
+    offered: list[list[str]] = []
+    content.on_texts = offered.append
+    for k in range(1, 8):
         content.message(k * CHUNK)
-    assert (content.message(5), content.answer(5, None)) == first
+    assert len(offered) == 7
+    assert (content.message(5), content.answer(5, None), content.message(CHUNK - 1)) == first
+    assert len(offered) == 7  # written alone, not offered again
 
 
 def test_each_chunk_is_offered_once_before_its_requests_ask() -> None:
