@@ -199,13 +199,14 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
     outcomes = trace.outcomes
     arrival = arrivals(trace, requests)
     plan = requests.sessions
+    blank = _strings(("",), np.zeros(trace.n, dtype=np.int8))  # not a Python '' per row
 
     def columns() -> Iterator[np.ndarray | pa.Array]:
         yield np.arange(trace.n, dtype=np.int64)
         yield arrival
         yield _strings(requests.class_names, requests.task_class)
         tenant = requests.extra.get("tenant")
-        yield tenant if tenant is not None else np.full(trace.n, "", dtype=object)
+        yield tenant if tenant is not None else blank
         yield _strings(codes["route"].values, trace.route)
         yield _strings(codes["tier"].values, trace.served_by)
         yield _strings(codes["tiers_tried"].values, trace.tiers_tried)
@@ -238,9 +239,8 @@ def requests_table(trace: Trace, requests: Requests, phase: np.ndarray) -> pa.Ta
         yield phase
         yield np.arange(trace.n, dtype=np.int64) if plan is None else plan.session
         yield np.zeros(trace.n, dtype=np.int16) if plan is None else plan.turn
-        empty = np.full(trace.n, "", dtype=object)
-        yield np.asarray(trace.prompt, dtype=object) if trace.prompt is not None else empty
-        yield np.asarray(trace.answer, dtype=object) if trace.answer is not None else empty
+        yield np.asarray(trace.prompt, dtype=object) if trace.prompt is not None else blank
+        yield np.asarray(trace.answer, dtype=object) if trace.answer is not None else blank
 
     table = _with_log_columns(_table(columns(), REQUEST_COLUMNS), requests)
     return table if trace.arrival_s is None else table.filter(~np.isnan(arrival))
