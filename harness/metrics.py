@@ -320,15 +320,15 @@ def tenant_summary(requests: pa.Table) -> pd.DataFrame | None:
 
 
 def violation_marks(spans: pa.Table) -> pa.Table:
-    """The spans that let a violation through or prevented one, as `_rows`'s marks:
-    `request_id`, `violation` and `prevented` (kind names, '' where not applicable)."""
+    """The spans that let a violation through or prevented one, the marks a summary counts
+    by kind: `request_id`, `violation` and `prevented` (kind names, '' where not applicable)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    df = spans.select(["request_id", "violation", "guards", "caught", "acted"])
-    acted = pc.and_(df["caught"], df["acted"])
-    sub = df.filter(pc.or_(pc.not_equal(df["violation"], pa.scalar("")), acted))
-    prevented = pc.if_else(pc.and_(sub["caught"], sub["acted"]), sub["guards"], pa.scalar(""))
+    acted = pc.and_(spans["caught"], spans["acted"])
+    keep = pc.or_(pc.not_equal(spans["violation"], pa.scalar("")), acted)
+    sub = spans.select(["request_id", "violation", "guards"]).filter(keep)
+    prevented = pc.if_else(acted.filter(keep), sub["guards"], pa.scalar(""))
     return pa.table({
         "request_id": sub["request_id"], "violation": sub["violation"], "prevented": prevented
     })  # fmt: skip
