@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 import numpy as np
 
@@ -36,9 +37,9 @@ from harness.spec import Dist, Latency, Suite
 from harness.traffic import Requests
 from harness.util import BLOCK, blocks, generator, stable_id
 
-WIDTH = 4
+WIDTH: Final = 4
 """Calls per (request, model) and (request, tool) kept on the tape."""
-JITTERS = 8
+JITTERS: Final = 8
 """Backoff jitter draws per request on the tape."""
 
 _DIFFICULTY, _CONF, _CALLS, _TOOLS, _JITTER, _CLASSIFY, _OVERFLOW = 11, 12, 13, 14, 15, 16, 17

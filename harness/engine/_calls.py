@@ -9,7 +9,7 @@ tools. Whatever the call's fate, it ends up at a `Servers` method that records i
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 from mypy_extensions import mypyc_attr
@@ -19,17 +19,84 @@ from harness.engine._cache import SYSTEM, Prefix, PromptCache
 from harness.engine._request import Proc
 from harness.engine._scoring import Scoring
 from harness.engine._servers import Server
-from harness.engine._trace import K_CHAT, K_RETRIEVAL, K_TOOL, NAN, NO_MARK, Codes
+from harness.engine._trace import K_CHAT, K_RETRIEVAL, K_TOOL, NAN, NO_MARK, Codes, pack_head
 from harness.faults import Schedule, Window
 from harness.spec import EdgeCases, Suite, Tool
 from harness.stack import CallModel, CallTool, ModelResult, ToolResult
 from harness.stack._effects import ERROR, MALFORMED, OK, RATE_LIMITED
 from harness.world import WIDTH, Tape
 
-STEP_OUTPUT_SHARE = 0.25
+STEP_OUTPUT_SHARE: Final = 0.25
 """A ReAct step's output (thought + tool arguments) relative to the task's answer size."""
-NO_CONTEXT_LIMIT = 1 << 62
+NO_CONTEXT_LIMIT: Final = 1 << 62
 """The context window of a model without one."""
+
+
+def flat_view(a: np.ndarray) -> memoryview[float]:
+    """A float64 or float32 array as a flat memoryview over its memory (C order; no copy):
+    `view[i]` is `a.ravel()[i]` as a Python float, the same value `a.item(...)` gives."""
+    view = np.ascontiguousarray(a).data.cast("B")
+    if a.dtype == np.float64:
+        return view.cast("d")
+    if a.dtype == np.float32:
+        return view.cast("f")
+    raise TypeError(f"a tape array of {a.dtype}, not float64 or float32")
+
+
+_NO_DRAWS: Final = flat_view(np.zeros(0))
+
+
+class Draws:
+    """The tape's draws as flat views of its arrays: one index per draw, several times
+    cheaper in the loop than `ndarray.item(i, m, k)`. Views, not copies: `release` lets the
+    arrays go with the tape."""
+
+    __slots__ = ("args", "classify", "classify_conf_right", "classify_conf_wrong",
+                 "classify_pick", "conf_right", "conf_wrong", "correct_u", "difficulty", "error",
+                 "fault", "inject", "latency", "leak", "loop", "nm", "nt", "tool_error",
+                 "tool_fault", "tool_latency")  # fmt: skip
+
+    def __init__(self, tape: Tape) -> None:
+        self.nm = int(tape.latency_s.shape[1])
+        self.nt = int(tape.tool_latency_s.shape[1])
+        self.latency = flat_view(tape.latency_s)  # (n, M, WIDTH)
+        self.error = flat_view(tape.error_u)
+        self.fault = flat_view(tape.fault_u)
+        self.args = flat_view(tape.args_u)
+        self.tool_latency = flat_view(tape.tool_latency_s)  # (n, T, WIDTH)
+        self.tool_error = flat_view(tape.tool_error_u)
+        self.tool_fault = flat_view(tape.tool_fault_u)
+        self.difficulty = flat_view(tape.difficulty)  # (n,)
+        self.correct_u = flat_view(tape.correct_u)  # (n, M)
+        self.conf_right = flat_view(tape.conf_right)
+        self.conf_wrong = flat_view(tape.conf_wrong)
+        self.inject = flat_view(tape.inject_u)
+        self.leak = flat_view(tape.leak_u)
+        self.loop = _NO_DRAWS if tape.loop_u is None else flat_view(tape.loop_u)  # (n, M)
+        self.classify = flat_view(tape.classify_u)  # (n,)
+        self.classify_pick = flat_view(tape.classify_pick)
+        self.classify_conf_right = flat_view(tape.classify_conf_right)
+        self.classify_conf_wrong = flat_view(tape.classify_conf_wrong)
+
+    def model_call(self, i: int, m: int, k: int) -> tuple[float, float, float, float]:
+        """(latency_s, error_u, fault_u, args_u) of call k < WIDTH of request i to model m."""
+        j = (i * self.nm + m) * WIDTH + k
+        return self.latency[j], self.error[j], self.fault[j], self.args[j]
+
+    def tool_call(self, i: int, t: int, k: int) -> tuple[float, float, float]:
+        """(latency_s, error_u, fault_u) of call k < WIDTH of request i to tool t."""
+        j = (i * self.nt + t) * WIDTH + k
+        return self.tool_latency[j], self.tool_error[j], self.tool_fault[j]
+
+    def release(self) -> None:
+        """Drop the views (a finished run; the tape's arrays can then be freed)."""
+        no = _NO_DRAWS
+        self.latency = self.error = self.fault = self.args = no
+        self.tool_latency = self.tool_error = self.tool_fault = no
+        self.difficulty = self.correct_u = self.conf_right = self.conf_wrong = no
+        self.inject = self.leak = self.loop = no
+        self.classify = self.classify_pick = no
+        self.classify_conf_right = self.classify_conf_wrong = no
 
 
 class Drift:
@@ -73,6 +140,7 @@ class Calls(Scoring):
         codes = self.codes
         self.quality = [[m.quality.get(c, m.default_quality) for c in classes] for m in models]
         self.token_aware = [m.latency.token_aware for m in models]
+        self.draws = Draws(self.tape)
         self.correct: np.ndarray | None = self.tape.correct
         self.outcome_row: list[int] | None = (
             self.tape.outcome_row.tolist() if self.tape.outcome_row is not None else None
@@ -109,6 +177,8 @@ class Calls(Scoring):
             for m in models
         ]
         self.loop_rate = [m.tool_loop_rate for m in models]
+        self.model_windows = [_window_bounds(ws) for ws in self.faults.models]
+        self.tool_windows = [_window_bounds(ws) for ws in self.faults.tools]
 
     req_output_tokens: list[int]
     req_injection: list[bool]
@@ -124,10 +194,7 @@ class Calls(Scoring):
         proc.mcalls += 1
         tape = self.tape
         if k < WIDTH:
-            lat = tape.latency_s.item(rid, m, k)
-            err_u = tape.error_u.item(rid, m, k)
-            fault_u = tape.fault_u.item(rid, m, k)
-            args_u = tape.args_u.item(rid, m, k)
+            lat, err_u, fault_u, args_u = self.draws.model_call(rid, m, k)
         else:
             lat, err_u, fault_u, args_u = tape.model_call(self.suite, rid, m, k)
         res = ModelResult(OK, now, 0.0)
@@ -144,10 +211,10 @@ class Calls(Scoring):
         tin = eff.input_tokens
         limit, cut = self.context[m], self.context_cut[m]
         drop, price = 0.0, 1.0
-        windows = self.faults.models[m]
+        windows = self.model_windows[m]
         if windows:
-            for w in windows:
-                if w.start_s <= now < w.end_s and fault_u < w.probability:
+            for start, end, p, w in windows:
+                if start <= now < end and fault_u < p:
                     kind = w.kind
                     if kind == "context_limit":
                         if tin <= w.max_tokens:
@@ -156,7 +223,7 @@ class Calls(Scoring):
                             limit, cut = w.max_tokens, w.truncate
                     fault = w.label if not fault else fault + "+" + w.label
                     if kind == "latency" or kind == "slow_first_token":
-                        lat += w.add_s + w.jitter_s * (fault_u / w.probability)
+                        lat += w.add_s + w.jitter_s * (fault_u / p)
                     elif kind == "malformed":
                         res.status = MALFORMED
                     elif kind == "timeout":
@@ -197,7 +264,7 @@ class Calls(Scoring):
             name = self.name_code(purpose)
         idx = proc.nspan  # inline `proc.span_index()`: the hot path
         proc.nspan = idx + 1
-        head = (rid, idx, K_CHAT, name, self.model_target[m], self.model_tier[m], k)
+        head = pack_head(rid, idx, K_CHAT, name, self.model_target[m], self.model_tier[m], k)
         fcode = self.codes["fault"](fault) if fault else 0
         mark = NO_MARK if proc.input_pii is None else self._input_mark(proc, eff)
         if fast or hang:
@@ -258,8 +325,8 @@ class Calls(Scoring):
     def _loops(self, proc: Proc, m: int) -> bool:
         """Whether model m, its planned steps done, keeps calling the last tool (tape roll)."""
         rate = self.loop_rate[m]
-        loop_u = self.tape.loop_u
-        return bool(rate and proc.plan and loop_u is not None and loop_u.item(proc.rid, m) < rate)
+        draws = self.draws
+        return bool(rate and proc.plan and draws.loop[proc.rid * draws.nm + m] < rate)
 
     def _answer(
         self,
@@ -274,22 +341,23 @@ class Calls(Scoring):
 
         `drift` carries what drift faults and the context window changed for this call.
         """
-        tape = self.tape
+        draws = self.draws
         rid = proc.rid
         cls = proc.cls
         purpose = res.purpose
         if purpose == "classify":
             out = self.clf_tokens
-            right = tape.classify_u.item(rid) < self.clf_accuracy
+            right = draws.classify[rid] < self.clf_accuracy
             if right:
                 res.predicted_class = self.classes[cls]
-                res.confidence = tape.classify_conf_right.item(rid)
+                res.confidence = draws.classify_conf_right[rid]
             else:
                 others = [c for j, c in enumerate(self.classes) if j != cls] or [self.classes[cls]]
-                pick = min(int(tape.classify_pick.item(rid) * len(others)), len(others) - 1)
+                pick = min(int(draws.classify_pick[rid] * len(others)), len(others) - 1)
                 res.predicted_class = others[pick]
-                res.confidence = tape.classify_conf_wrong.item(rid)
+                res.confidence = draws.classify_conf_wrong[rid]
         else:
+            im = rid * draws.nm + m  # index of (request, model) in the (n, M) draws
             base = self.out_tokens[rid] * self.verbosity[m]
             if purpose == "answer":
                 out = max(1, round(base))
@@ -299,11 +367,9 @@ class Calls(Scoring):
                     else self._right(proc, m, eff.degraded, drift.drop, drift.keep)
                 )
                 proc.right = right  # the world's judgement, kept from the stack
-                res.confidence = (
-                    tape.conf_right.item(rid, m) if right else tape.conf_wrong.item(rid, m)
-                )
+                res.confidence = draws.conf_right[im] if right else draws.conf_wrong[im]
                 leaked = None
-                if self.leak[m] and tape.leak_u.item(rid, m) < self.leak[m]:
+                if self.leak[m] and draws.leak[im] < self.leak[m]:
                     seen = [*proc.customer_pii]
                     if proc.input_pii is not None and proc.input_pii in eff.prompt:
                         seen.append(proc.input_pii)
@@ -317,7 +383,7 @@ class Calls(Scoring):
                     self._propose(res, proc.plan[proc.step], m, args_u, proc.evasive)
                 else:  # a tool loop: the last planned call again, same arguments
                     self._propose(res, proc.plan[-1], m, 1.0, proc.evasive)
-            if proc.saw_injection and tape.inject_u.item(rid, m) < self.inject[m]:
+            if proc.saw_injection and draws.inject[im] < self.inject[m]:
                 tool, args = self._realise(proc, self.ec.injected_action, injected=True)
                 res.proposed_actions += ((tool, args),)
                 proc.injected.add(tool)
@@ -347,7 +413,8 @@ class Calls(Scoring):
         the request's uniform falls below 1 - (1 - drop) * keep (`drop` alone if untruncated).
         """
         rid = proc.rid
-        u = self.tape.difficulty.item(rid)
+        draws = self.draws
+        u = draws.difficulty[rid]
         if self.correct is not None and self.outcome_row is not None:
             right = bool(self.correct.item(self.outcome_row[rid], m))
             if drop or keep < 1.0:
@@ -358,7 +425,7 @@ class Calls(Scoring):
             q = max(0.0, q - drop) * keep
         if degraded:
             q *= 1.0 - proc.penalty
-        return bool(self.tape.correct_u.item(rid, m) < q)
+        return bool(draws.correct_u[rid * draws.nm + m] < q)
 
     def _realise(
         self, proc: Proc, action: str, injected: bool = False
@@ -410,30 +477,27 @@ class Calls(Scoring):
             res = ToolResult(ERROR, now, 0.0)
             res.http_status = 404
             codes = self.codes
-            head = (rid, proc.span_index(), K_TOOL, self.name_code(eff.tool),
-                    codes["target"](eff.tool), 0, 0)  # fmt: skip
+            head = pack_head(rid, proc.span_index(), K_TOOL, self.name_code(eff.tool),
+                             codes["target"](eff.tool), 0, 0)  # fmt: skip
             self._fail_now(proc, res, head, 0, eff.timeout_s, False, mark)
             return
         slot = self.nm + t
         k = proc.calls[slot]
         proc.calls[slot] = k + 1
         proc.tcalls += 1
-        tape = self.tape
         if k < WIDTH:
-            lat = tape.tool_latency_s.item(rid, t, k)
-            err_u = tape.tool_error_u.item(rid, t, k)
-            fault_u = tape.tool_fault_u.item(rid, t, k)
+            lat, err_u, fault_u = self.draws.tool_call(rid, t, k)
         else:
-            lat, err_u, fault_u = tape.tool_call(self.suite, rid, t, k)
+            lat, err_u, fault_u = self.tape.tool_call(self.suite, rid, t, k)
         res = ToolResult(OK, now, 0.0)
         fault = ""
         fast = hang = False
-        for w in self.faults.tools[t]:
-            if w.start_s <= now < w.end_s and fault_u < w.probability:
+        for start, end, p, w in self.tool_windows[t]:
+            if start <= now < end and fault_u < p:
                 fault = w.label if not fault else fault + "+" + w.label
                 kind = w.kind
                 if kind == "latency":
-                    lat += w.add_s + w.jitter_s * (fault_u / w.probability)
+                    lat += w.add_s + w.jitter_s * (fault_u / p)
                 elif kind == "timeout":
                     hang = True
                 elif kind == "degraded_retrieval":
@@ -465,7 +529,9 @@ class Calls(Scoring):
             if self.injection[rid]:
                 proc.saw_injection = True
         kind_code = K_RETRIEVAL if self.tool_retrieval[t] else K_TOOL
-        head = (rid, proc.span_index(), kind_code, self.tool_name[t], self.tool_target[t], 0, k)
+        head = pack_head(
+            rid, proc.span_index(), kind_code, self.tool_name[t], self.tool_target[t], 0, k
+        )
         fcode = self.codes["fault"](fault) if fault else 0
         if fast or hang:
             self._fail_now(proc, res, head, fcode, eff.timeout_s, hang, mark)
@@ -501,6 +567,12 @@ def plausible_args(example: Mapping[str, Any]) -> dict[str, Any]:
             return args
     args["note"] = "x"
     return args
+
+
+def _window_bounds(windows: tuple[Window, ...]) -> list[tuple[float, float, float, Window]]:
+    """Each window as (start_s, end_s, probability, window): what every call checks, read
+    once here rather than off the window object at each call."""
+    return [(w.start_s, w.end_s, w.probability, w) for w in windows]
 
 
 def _fail_fast(res: ModelResult | ToolResult, w: Window) -> None:

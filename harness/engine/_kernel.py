@@ -4,19 +4,23 @@ Events are ordered by (time, sequence), so ties resolve in the order they were
 scheduled and a run is deterministic (SimPy orders its heap the same way). Arrivals
 come from a sorted list merged with the heap rather than being pushed, which keeps the
 heap small; arrivals decided during the run (a session's next turn) are ARRIVE events
-on the heap. The kernel knows five event kinds and what to call for each; what a
-request, a server or a call *is* belongs to the layers above.
+on the heap. The kernel knows five event kinds and what to call for each, and calls
+`_arrival` and `_finished` for the sorted arrivals; what a request, a server or a call
+*is* belongs to the layers above.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
-RESUME, RELEASE, RESUME_RELEASE, QUEUE_TIMEOUT, ARRIVE = 0, 1, 2, 3, 4
+RESUME: Final = 0
+RELEASE: Final = 1
+RESUME_RELEASE: Final = 2
+QUEUE_TIMEOUT: Final = 3
+ARRIVE: Final = 4
 """Event kinds: resume a request with an outcome; free a server slot; both at once (a
 call that completed in time); a queued call's caller gave up; a request arrives whose
 time was decided during the run (a session's next turn)."""
@@ -24,7 +28,7 @@ time was decided during the run (a session's next turn)."""
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # see Engine
 class Kernel:
-    """Virtual time (`now`) and the event heap. Subclasses supply the five handlers."""
+    """Virtual time (`now`) and the event heap. Subclasses supply the handlers."""
 
     now: float
     _heap: list[tuple[float, int, int, Any, Any, Any]]
@@ -56,28 +60,24 @@ class Kernel:
     def _arrive(self, rid: Any) -> bool:
         raise NotImplementedError
 
-    def _loop(
-        self,
-        arrivals: list[float],
-        arrive: Callable[[int, float], bool],
-        finished: Callable[[], None],
-    ) -> int:
-        """Run until no arrival and no event is left; return the number of heap events.
+    def _arrival(self, i: int) -> bool:
+        """The i-th of the sorted arrivals `_loop` was given comes now."""
+        raise NotImplementedError
 
-        `arrive(i, t)` opens request i at its arrival time; `finished()` is called each
-        time a request completes.
-        """
+    def _finished(self) -> None:
+        """A request completed (called once for each)."""
+
+    def _loop(self, arrivals: list[float]) -> int:
+        """Run until no arrival and no event is left; return the number of heap events."""
         heap = self._heap
         pop = heapq.heappop
-        advance = self._advance
         n = len(arrivals)
         i = 0
         events = 0
         while True:
             if i < n and (not heap or arrivals[i] <= heap[0][0]):
-                t = arrivals[i]
-                self.now = t
-                done = arrive(i, t)
+                self.now = arrivals[i]
+                done = self._arrival(i)
                 i += 1
             elif heap:
                 t, _, kind, a, b, c = pop(heap)
@@ -86,7 +86,7 @@ class Kernel:
                 if kind == RESUME_RELEASE:
                     done = self._resume_release(a, b, c)
                 elif kind == RESUME:
-                    done = advance(a, b)
+                    done = self._advance(a, b)
                 elif kind == RELEASE:
                     self._release(a)
                     continue
@@ -97,5 +97,5 @@ class Kernel:
             else:
                 break
             if done:
-                finished()
+                self._finished()
         return events

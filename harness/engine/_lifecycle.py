@@ -9,6 +9,7 @@ the generator returns its `Final`, the request's row is written.
 
 from __future__ import annotations
 
+import gc
 import math
 from collections.abc import Callable
 from functools import partial
@@ -34,7 +35,9 @@ from harness.engine._trace import (
     NO_MARK,
     REJECTED,
     STAGE,
+    Columns,
     Trace,
+    pack_head,
     pack_span,
 )
 from harness.faults import Schedule
@@ -57,6 +60,11 @@ from harness.traffic import Requests
 from harness.world import Tape
 
 _NOTE_KINDS = {"router": K_ROUTER, "policy_check": K_POLICY, "breaker": K_BREAKER}
+GC_THRESHOLD = 50_000
+"""Allocations between young-generation collections while `Engine.run` loops (Python's
+default is 700). The loop allocates a great deal and frees it by reference count (a run
+makes no reference cycles of its own), so frequent collections would only walk the
+requests in flight; any cycle a stack makes is still collected, a little later."""
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)  # the live driver is a Python subclass
@@ -114,6 +122,7 @@ class Engine(Calls):
         """Judge delivered answers by the world's ground truth (a live run judges its own)."""
         self._outcome_code = {o: i for i, o in enumerate(OUTCOMES)}
         self.trace = Trace.empty(len(requests), OUTCOMES, self.keep_text)
+        self.columns = Columns(self.trace)
         self.spans = self.trace.spans
         self.codes = self.trace.codes
         self.name_code = self.codes["name"]
@@ -128,60 +137,70 @@ class Engine(Calls):
         self.handoff_quality = team.quality
         self.humans: dict[int, HumanResult] = {}
         """Requests a human has taken, until their row is written."""
-        self._first_turn: tuple[list[Any], ...] = ()
-        """Closed-loop sessions: the request columns `_arrive` opens turns from."""
+        self._request_columns: tuple[list[Any], ...] = ()
+        """What `_open` takes from the requests (class, tool steps, input tokens, prohibited,
+        high impact), as lists, for `run`."""
+        self._first_turns: list[int] | None = None
+        """Closed-loop sessions: the request of each session's first turn, in arrival order."""
+        self._done = 0
+        self._report_every = 1
 
     # ------------------------------------------------------------------ the loop
 
     def run(self) -> Trace:
         """Simulate every request to completion and return the trace."""
         req = self.req
-        classes = req.task_class.tolist()
-        in_tok = req.input_tokens.tolist()
-        steps = req.tool_steps.tolist()
-        prohibited = req.prohibited.tolist()
-        high_impact = req.high_impact.tolist()
-        advance = self._advance
-        opened = self._open
-        progress = self.progress
         n = len(req)
-        report_every = max(1, n // 200)
-        done = 0
-
-        def arrive(i: int, t: float) -> bool:
-            proc = opened(i, t, classes[i], steps[i], in_tok[i], prohibited[i], high_impact[i])
-            return advance(proc, None)
-
-        def finished() -> None:
-            nonlocal done
-            done += 1
-            if progress is not None and done % report_every == 0:
-                progress(done)
-
+        self._request_columns = (req.task_class.tolist(), req.tool_steps.tolist(),
+                                 req.input_tokens.tolist(), req.prohibited.tolist(),
+                                 req.high_impact.tolist())  # fmt: skip
+        self._report_every = max(1, n // 200)
         plan = req.sessions
         if plan is not None and plan.closed:  # first turns now, later turns as ARRIVE events
             first = np.flatnonzero(plan.turn == 0)
-            ids = first.tolist()
+            self._first_turns = first.tolist()
             self.trace.arrival_s = np.full(n, np.nan)
-            self._first_turn = (classes, steps, in_tok, prohibited, high_impact)
-
-            def arrive(i: int, t: float) -> bool:
-                return self._arrive(ids[i])
-
-            events = self._loop(req.arrival_s[first].tolist(), arrive, finished)
+            arrivals = req.arrival_s[first].tolist()
         else:
-            events = self._loop(req.arrival_s.tolist(), arrive, finished)
+            arrivals = req.arrival_s.tolist()
+        threshold = gc.get_threshold()
+        freeze = gc.isenabled() and gc.get_freeze_count() == 0
+        if freeze:  # what exists now outlives the run: no collection need look at it again
+            gc.freeze()
+        if threshold[0]:  # 0: automatic collection is off, and stays off
+            gc.set_threshold(max(threshold[0], GC_THRESHOLD), *threshold[1:])
+        try:
+            events = self._loop(arrivals)
+        finally:
+            gc.set_threshold(*threshold)
+            if freeze:
+                gc.unfreeze()
+        self.draws.release()  # whoever drops the tape now frees its arrays
         self.spans.flush()
         self.trace.events = events + n
-        if progress is not None:
-            progress(done)
+        if self.progress is not None:
+            self.progress(self._done)
         return self.trace
+
+    def _arrival(self, i: int) -> bool:
+        """The i-th sampled arrival: request i, or with closed-loop sessions the i-th
+        session's first turn."""
+        if self._first_turns is not None:
+            return self._arrive(self._first_turns[i])
+        classes, steps, in_tok, prohibited, high = self._request_columns
+        proc = self._open(i, self.now, classes[i], steps[i], in_tok[i], prohibited[i], high[i])
+        return self._advance(proc, None)
+
+    def _finished(self) -> None:
+        done = self._done = self._done + 1
+        if self.progress is not None and done % self._report_every == 0:
+            self.progress(done)
 
     def _arrive(self, rid: int) -> bool:
         """A session's turn arrives now (its time was decided by the run)."""
         assert self.trace.arrival_s is not None
         self.trace.arrival_s[rid] = self.now
-        classes, steps, in_tok, prohibited, high = self._first_turn
+        classes, steps, in_tok, prohibited, high = self._request_columns
         proc = self._open(rid, self.now, classes[rid], steps[rid], in_tok[rid], prohibited[rid],
                           high[rid])  # fmt: skip
         return self._advance(proc, None)
@@ -234,7 +253,7 @@ class Engine(Calls):
 
         Returns True when the request finished.
         """
-        send = proc.gen.send
+        send = proc.send
         now = self.now
         while True:
             try:
@@ -271,7 +290,7 @@ class Engine(Calls):
         rid = proc.rid
         res = HumanResult(OK, self.now, 0.0)
         self.humans[rid] = res
-        head = (rid, proc.span_index(), K_HANDOFF, self.name_code(eff.reason), 0, 0, 0)
+        head = pack_head(rid, proc.span_index(), K_HANDOFF, self.name_code(eff.reason), 0, 0, 0)
         service = self.tape.handoff_s.item(rid)
         self._serve(proc, res, self.human, head, 0, service, math.inf, 0, 0, self.handoff_cost,
                     NO_MARK)  # fmt: skip
@@ -307,7 +326,7 @@ class Engine(Calls):
                                   res.confidence, right, m))  # fmt: skip
 
     def _finish(self, proc: Proc, final: Final) -> None:
-        tr = self.trace
+        tr = self.columns  # the trace's columns, as views
         rid = proc.rid
         codes = self.codes
         self._output_leaks(proc, final)
@@ -353,8 +372,9 @@ class Engine(Calls):
             tr.prevented_kinds[rid] = codes["violation_kinds"](
                 ",".join(sorted(set(proc.prevented)))
             )
-        if tr.prompt is not None and tr.answer is not None:
-            tr.prompt[rid] = final.prompt
-            tr.answer[rid] = final.answer
-        if tr.arrival_s is not None:
+        trace = self.trace
+        if trace.prompt is not None and trace.answer is not None:
+            trace.prompt[rid] = final.prompt
+            trace.answer[rid] = final.answer
+        if trace.arrival_s is not None:
             self._next_turn(rid)

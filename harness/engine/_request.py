@@ -16,7 +16,7 @@ class Proc:
     __slots__ = ("actions", "answers", "asked", "cached", "calls", "cls", "cost", "customer_pii",
                  "evasive", "gen", "in_tok", "injected", "input_pii", "mcalls", "nspan", "out_tok",
                  "penalty", "plan", "prevented", "rid", "right", "right_tier", "saw_injection",
-                 "step", "tcalls", "violations")  # fmt: skip
+                 "send", "step", "tcalls", "violations")  # fmt: skip
 
     def __init__(
         self,
@@ -29,6 +29,7 @@ class Proc:
     ) -> None:
         self.rid = rid
         self.gen = gen
+        self.send = gen.send  # looked up once: the loop sends to it at every step
         self.cls = cls
         self.actions = actions  # the actions the user asked for (prohibited, high impact)
         self.plan = plan  # the tools the task needs, in order (the model follows it)

@@ -18,17 +18,17 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from typing import Any
+from typing import Any, Final
 
 from mypy_extensions import mypyc_attr
 
 from harness.engine._kernel import QUEUE_TIMEOUT, RELEASE, RESUME, RESUME_RELEASE, Kernel
 from harness.engine._request import Proc
-from harness.engine._trace import CHUNK, NAN, NO_MARK, STATUS, SpanBuffers, pack_span
+from harness.engine._trace import CHUNK, NAN, NO_MARK, STATUS, SpanBuffers, pack_tail
 from harness.stack import HumanResult, ModelResult, ToolResult
 from harness.stack._effects import TIMEOUT
 
-FAST_FAIL_S = 0.02
+FAST_FAIL_S: Final = 0.02
 """Time to a refused connection, an HTTP error or a 429: no server capacity is used."""
 
 
@@ -74,7 +74,7 @@ class Call:
         service_s: float,
         timeout_s: float,
         issue_s: float,
-        head: tuple[int, ...],
+        head: bytes,
         fault: int,
         ttft_s: float,
     ) -> None:
@@ -84,7 +84,8 @@ class Call:
         self.service_s = service_s
         self.timeout_s = timeout_s
         self.issue_s = issue_s
-        self.head = head  # span row prefix: request, index, kind, name, target, tier, call index
+        self.head = head  # span row's head (`pack_head`): request, index, kind, name, target,
+        # tier, call index
         self.fault = fault
         self.ttft_s = ttft_s  # service start to first token (NaN: no tokens)
         self.mark = NO_MARK  # (stage, violation) codes the span records
@@ -133,7 +134,7 @@ class Servers(Kernel):
         proc: Proc,
         res: ModelResult | ToolResult | HumanResult,
         server: Server,
-        head: tuple[int, ...],
+        head: bytes,
         fault: int,
         service: float,
         timeout: float,
@@ -162,9 +163,9 @@ class Servers(Kernel):
             proc.cost += cost
             proc.cached += cached
             rows = self.spans.rows  # inline `spans.add`, as `_push` below
-            rows.append(pack_span(*head, now, end, 0.0, STATUS[res.status], res.http_status, tin,
-                                  tout, cost, fault, 0, mark[0], 0, 0, 0, mark[1], now + ttft,
-                                  cached))  # fmt: skip
+            rows.append(head + pack_tail(now, end, 0.0, STATUS[res.status], res.http_status, tin,
+                                         tout, cost, fault, 0, mark[0], 0, 0, 0, mark[1],
+                                         now + ttft, cached))  # fmt: skip
             if len(rows) >= CHUNK:
                 self.spans.flush()
             if type(res) is ModelResult:
@@ -211,9 +212,10 @@ class Servers(Kernel):
         proc.cost += call.cost
         proc.cached += call.cached
         mark = call.mark
-        self.spans.add(pack_span(*call.head, issue, end, now - issue, STATUS[res.status],
-                                 res.http_status, call.in_tok, call.out_tok, call.cost, call.fault,
-                                 0, mark[0], 0, 0, 0, mark[1], first, call.cached))  # fmt: skip
+        self.spans.add(call.head + pack_tail(issue, end, now - issue, STATUS[res.status],
+                                             res.http_status, call.in_tok, call.out_tok, call.cost,
+                                             call.fault, 0, mark[0], 0, 0, 0, mark[1], first,
+                                             call.cached))  # fmt: skip
         if type(res) is ModelResult:
             res.ttft_s = first - issue
             self._delivered(proc, res, end)
@@ -279,15 +281,15 @@ class Servers(Kernel):
             res.proposed_actions = ()
             res.proposed_tool = ""
         mark = call.mark
-        self.spans.add(pack_span(*call.head, call.issue_s, at, queued, STATUS[TIMEOUT], 0, tin,
-                                 tout, cost, call.fault, 0, mark[0], 0, 0, 0, mark[1],
-                                 first if first < at else NAN, 0))  # fmt: skip
+        self.spans.add(call.head + pack_tail(call.issue_s, at, queued, STATUS[TIMEOUT], 0, tin,
+                                             tout, cost, call.fault, 0, mark[0], 0, 0, 0, mark[1],
+                                             first if first < at else NAN, 0))  # fmt: skip
 
     def _fail_now(
         self,
         proc: Proc,
         res: ModelResult | ToolResult,
-        head: tuple[int, ...],
+        head: bytes,
         fault: int,
         timeout: float,
         hang: bool,
@@ -301,6 +303,7 @@ class Servers(Kernel):
             res.http_status = 0
         res.now = end
         res.latency_s = end - now
-        self.spans.add(pack_span(*head, now, end, 0.0, STATUS[res.status], res.http_status, 0, 0,
-                                 0.0, fault, 0, mark[0], 0, 0, 0, mark[1], NAN, 0))  # fmt: skip
+        self.spans.add(head + pack_tail(now, end, 0.0, STATUS[res.status], res.http_status, 0, 0,
+                                        0.0, fault, 0, mark[0], 0, 0, 0, mark[1], NAN,
+                                        0))  # fmt: skip
         self._push(end, RESUME, proc, res)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any, Final
 
 import numpy as np
 
@@ -67,7 +68,7 @@ SPAN_FIELDS: tuple[tuple[str, str], ...] = (
 `first_token_s` is the virtual time the first output token arrived (NaN: no token);
 `cache_read` the input tokens a model call read from its prompt cache."""
 
-CHUNK = 1 << 16
+CHUNK: Final = 1 << 16
 """Span rows buffered as bytes before they are joined into a chunk."""
 
 _NUMPY_CODES = {"q": "i8", "h": "i2", "b": "i1", "d": "f8"}
@@ -78,10 +79,15 @@ SPAN_ROW = struct.Struct("=" + "".join(code for _, code in SPAN_FIELDS))
 as it comes costs less than one tuple per row turned into a structured array later, and
 leaves no object for the garbage collector to track."""
 assert SPAN_ROW.size == SPAN_DTYPE.itemsize
-pack_span = SPAN_ROW.pack
+pack_span: Final = SPAN_ROW.pack
 """`pack_span(*row)`: one span row (values in `SPAN_FIELDS` order) as bytes."""
+HEAD_FIELDS: Final = 7
+"""A call's span starts with a head known before the call is served: request_id, index,
+kind, name, target, tier, call_index; `pack_head(*head) + pack_tail(*rest)` is the row."""
+pack_head: Final = struct.Struct("=" + "".join(code for _, code in SPAN_FIELDS[:HEAD_FIELDS])).pack
+pack_tail: Final = struct.Struct("=" + "".join(code for _, code in SPAN_FIELDS[HEAD_FIELDS:])).pack
 
-NAN = float("nan")
+NAN: Final = float("nan")
 
 
 class SpanBuffers:
@@ -158,17 +164,24 @@ SPAN_KINDS = (
     "handoff",
 )  # fmt: skip
 STATUSES = ("ok", "error", "timeout", "rate_limited", "malformed", "rejected")
-K_ROUTER, K_CHAT, K_TOOL, K_RETRIEVAL, K_POLICY, K_BACKOFF, K_BREAKER, K_RESPOND = range(8)
-K_HANDOFF = 8
+K_ROUTER: Final = 0
+K_CHAT: Final = 1
+K_TOOL: Final = 2
+K_RETRIEVAL: Final = 3
+K_POLICY: Final = 4
+K_BACKOFF: Final = 5
+K_BREAKER: Final = 6
+K_RESPOND: Final = 7
+K_HANDOFF: Final = 8
 KINDS = ("", *VIOLATION_KINDS)
 """Violation kinds by code (0: none), for the `guards` and `violation` span columns."""
-KIND = {k: i for i, k in enumerate(KINDS)}
+KIND: Final = {k: i for i, k in enumerate(KINDS)}
 STAGE_NAMES = ("", *STAGES)
-STAGE = {k: i for i, k in enumerate(STAGE_NAMES)}
-NO_MARK = (0, 0)
+STAGE: Final = {k: i for i, k in enumerate(STAGE_NAMES)}
+NO_MARK: Final = (0, 0)
 """(stage, violation) codes of a span that records no violation."""
-STATUS = {s: i for i, s in enumerate(STATUSES)}
-REJECTED = STATUS["rejected"]
+STATUS: Final = {s: i for i, s in enumerate(STATUSES)}
+REJECTED: Final = STATUS["rejected"]
 
 
 CODE_COLUMNS = ("route", "tier", "tiers_tried", "name", "target", "fault", "detail",
@@ -252,3 +265,49 @@ class Trace:
             prompt=[""] * n if keep_text else None,
             answer=[""] * n if keep_text else None,
         )
+
+
+def _view(column: np.ndarray) -> memoryview[Any]:
+    """A 1-D column as a memoryview in its own format ('?', 'b', 'h', 'l', 'f', 'd'): `view[i]
+    = x` stores what `column[i] = x` stores."""
+    view: memoryview[Any] = column.data
+    return view
+
+
+class Columns:
+    """Writable views of a trace's per-request columns, for the loop to write a finished
+    request's row into: one memoryview store per value, where numpy's `column[i] = x` costs
+    several times more. Views, not copies: what they store is in the trace's arrays."""
+
+    __slots__ = ("cached_input_tokens", "confidence", "cost_usd", "end_s", "escalated",
+                 "escalation_harm", "fallbacks", "finished", "first_token_s", "handoff",
+                 "handoff_wait_s", "input_tokens", "model_calls", "outcome", "output_tokens",
+                 "prevented", "prevented_kinds", "retries", "route", "served_by", "success",
+                 "tiers_tried", "tool_calls", "violation_kinds", "violations")  # fmt: skip
+
+    def __init__(self, trace: Trace) -> None:
+        self.finished = _view(trace.finished)
+        self.end_s = _view(trace.end_s)
+        self.outcome = _view(trace.outcome)
+        self.route = _view(trace.route)
+        self.served_by = _view(trace.served_by)
+        self.tiers_tried = _view(trace.tiers_tried)
+        self.escalated = _view(trace.escalated)
+        self.escalation_harm = _view(trace.escalation_harm)
+        self.retries = _view(trace.retries)
+        self.fallbacks = _view(trace.fallbacks)
+        self.handoff = _view(trace.handoff)
+        self.handoff_wait_s = _view(trace.handoff_wait_s)
+        self.confidence = _view(trace.confidence)
+        self.cost_usd = _view(trace.cost_usd)
+        self.input_tokens = _view(trace.input_tokens)
+        self.output_tokens = _view(trace.output_tokens)
+        self.cached_input_tokens = _view(trace.cached_input_tokens)
+        self.model_calls = _view(trace.model_calls)
+        self.tool_calls = _view(trace.tool_calls)
+        self.violations = _view(trace.violations)
+        self.violation_kinds = _view(trace.violation_kinds)
+        self.prevented = _view(trace.prevented)
+        self.prevented_kinds = _view(trace.prevented_kinds)
+        self.first_token_s = _view(trace.first_token_s)
+        self.success = _view(trace.success)
