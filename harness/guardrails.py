@@ -54,6 +54,7 @@ import importlib
 import re
 import string
 import unicodedata
+import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
@@ -280,7 +281,9 @@ def _joinable(pattern: re.Pattern[str]) -> bool:
     character to match). Conservative: anything not understood counts as not joinable.
     """
     try:
-        tree = _PARSER.parse(pattern.pattern, pattern.flags)
+        with warnings.catch_warnings():  # compiling it already warned of anything amiss
+            warnings.simplefilter("ignore")
+            tree = _PARSER.parse(pattern.pattern, pattern.flags)
         return _never_newline(tree, int(tree.state.flags))
     except Exception:  # an unfamiliar parse: scan text by text
         return False

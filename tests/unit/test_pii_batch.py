@@ -76,6 +76,12 @@ def test_patterns_that_could_read_a_line_break_are_scanned_alone(pattern: str) -
     assert not _joinable(re.compile(pattern))
 
 
+def test_a_pattern_python_warns_about_is_judged_without_warning_again() -> None:
+    with pytest.warns(FutureWarning):
+        pattern = re.compile(r"[[a]\d")  # "possible nested set"
+    assert _joinable(pattern)  # `[`, `a` and digits: never a line break
+
+
 def test_each_text_is_read_as_if_alone() -> None:
     texts = [
         "mail jane@example.com",
