@@ -80,12 +80,12 @@ class Draws:
 
     def model_call(self, i: int, m: int, k: int) -> tuple[float, float, float, float]:
         """(latency_s, error_u, fault_u, args_u) of call k < WIDTH of request i to model m."""
-        j = (i * self.nm + m) * WIDTH + k
+        j: Any = (i * self.nm + m) * WIDTH + k  # boxed once, not once per view (compiled)
         return self.latency[j], self.error[j], self.fault[j], self.args[j]
 
     def tool_call(self, i: int, t: int, k: int) -> tuple[float, float, float]:
         """(latency_s, error_u, fault_u) of call k < WIDTH of request i to tool t."""
-        j = (i * self.nt + t) * WIDTH + k
+        j: Any = (i * self.nt + t) * WIDTH + k
         return self.tool_latency[j], self.tool_error[j], self.tool_fault[j]
 
     def release(self) -> None:
