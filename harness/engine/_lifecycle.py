@@ -326,52 +326,58 @@ class Engine(Calls):
                                   res.confidence, right, m))  # fmt: skip
 
     def _finish(self, proc: Proc, final: Final) -> None:
+        """Write the request's row. Integer columns start at zero, so a zero is not written."""
         tr = self.columns  # the trace's columns, as views
         rid = proc.rid
+        at: Any = rid  # the row index, boxed once for every view (compiled)
         codes = self.codes
         self._output_leaks(proc, final)
-        tr.finished[rid] = True
-        tr.end_s[rid] = self.now
+        tr.finished[at] = True
+        tr.end_s[at] = self.now
         outcome = final.outcome
         answered = proc.answers.get(final.served_by)
         prohibited = self.ec.prohibited_action_name in proc.actions
         if outcome in ("success", "wrong") and self.judge:  # judge the answer delivered
             right = answered is not None and answered[1] and not prohibited
             outcome = "success" if right else "wrong"
-        tr.outcome[rid] = self._outcome_code[outcome]
-        tr.success[rid] = outcome == "success" or (outcome == "blocked" and prohibited)
-        tr.route[rid] = codes["route"](final.route)
-        tr.served_by[rid] = codes["tier"](final.served_by)
-        tr.tiers_tried[rid] = codes["tiers_tried"](">".join(final.tiers_tried))
-        tr.escalated[rid] = final.escalated
+        tr.outcome[at] = self._outcome_code[outcome]
+        tr.success[at] = outcome == "success" or (outcome == "blocked" and prohibited)
+        tr.route[at] = codes["route"](final.route)
+        tr.served_by[at] = codes["tier"](final.served_by)
+        tr.tiers_tried[at] = codes["tiers_tried"](">".join(final.tiers_tried))
+        if final.escalated:
+            tr.escalated[at] = final.escalated
         if final.escalated and outcome == "wrong" and not prohibited:
-            tr.escalation_harm[rid] = proc.right_tier not in ("", final.served_by)
-        tr.retries[rid] = final.retries
-        tr.fallbacks[rid] = final.fallbacks
-        tr.handoff[rid] = final.handoff
+            tr.escalation_harm[at] = proc.right_tier not in ("", final.served_by)
+        if final.retries:
+            tr.retries[at] = final.retries
+        if final.fallbacks:
+            tr.fallbacks[at] = final.fallbacks
+        if final.handoff:
+            tr.handoff[at] = final.handoff
         human = self.humans.pop(rid, None)
         if human is not None:  # the human's answer is judged like a model's
-            tr.handoff_wait_s[rid] = human.wait_s
+            tr.handoff_wait_s[at] = human.wait_s
             if outcome == "handoff":
-                tr.success[rid] = self.tape.handoff_u.item(rid) < self.handoff_quality
-        tr.confidence[rid] = final.confidence
-        tr.cost_usd[rid] = proc.cost
-        tr.input_tokens[rid] = proc.in_tok
-        tr.output_tokens[rid] = proc.out_tok
-        tr.cached_input_tokens[rid] = proc.cached
-        tr.model_calls[rid] = proc.mcalls
-        tr.tool_calls[rid] = proc.tcalls
+                tr.success[at] = self.tape.handoff_u.item(rid) < self.handoff_quality
+        tr.confidence[at] = final.confidence
+        tr.cost_usd[at] = proc.cost
+        tr.input_tokens[at] = proc.in_tok
+        tr.output_tokens[at] = proc.out_tok
+        if proc.cached:
+            tr.cached_input_tokens[at] = proc.cached
+        tr.model_calls[at] = proc.mcalls
+        if proc.tcalls:
+            tr.tool_calls[at] = proc.tcalls
         if answered is not None:
-            tr.first_token_s[rid] = answered[0]
+            tr.first_token_s[at] = answered[0]
         if proc.violations:
-            tr.violations[rid] = len(proc.violations)
+            tr.violations[at] = len(proc.violations)
             kinds = ",".join(sorted({v.split("@")[0] for v in proc.violations}))
-            tr.violation_kinds[rid] = codes["violation_kinds"](kinds)
+            tr.violation_kinds[at] = codes["violation_kinds"](kinds)
         if proc.prevented:
-            tr.prevented[rid] = len(proc.prevented)
-            tr.prevented_kinds[rid] = codes["violation_kinds"](
-                ",".join(sorted(set(proc.prevented)))
-            )
+            tr.prevented[at] = len(proc.prevented)
+            tr.prevented_kinds[at] = codes["violation_kinds"](",".join(sorted(set(proc.prevented))))
         trace = self.trace
         if trace.prompt is not None and trace.answer is not None:
             trace.prompt[rid] = final.prompt
