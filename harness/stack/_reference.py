@@ -81,9 +81,13 @@ class RetryBudget:
         return True
 
 
+_CALL_JSON = json.JSONEncoder(sort_keys=True, default=str)
+"""What `json.dumps(args, sort_keys=True, default=str)` uses, built once, not per call."""
+
+
 def _call_key(tool: str, args: Mapping[str, Any] | None) -> str:
     """A tool call as a string, equal for the same tool with the same arguments."""
-    return tool + json.dumps(args, sort_keys=True, default=str)
+    return tool + _CALL_JSON.encode(args)
 
 
 class _Request:
