@@ -253,7 +253,9 @@ def test_help_and_version(evalx: RunEvalx) -> None:
     assert "--set" in run_help.stdout and "--out" in run_help.stdout and "--seed" in run_help.stdout
     version = evalx("--version")
     assert version.returncode == 0
-    assert version.stdout.strip() == f"evalx {harness.__version__}"
+    first, engine = version.stdout.strip().splitlines()
+    assert first == f"evalx {harness.__version__}"
+    assert engine.startswith(("engine: compiled: ", "engine: pure: "))  # which path, and why
 
 
 def test_validate_good_suite(evalx: RunEvalx, support_suite: Path) -> None:
