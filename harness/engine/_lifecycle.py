@@ -187,9 +187,7 @@ class Engine(Calls):
         session's first turn."""
         if self._first_turns is not None:
             return self._arrive(self._first_turns[i])
-        classes, steps, in_tok, prohibited, high = self._request_columns
-        proc = self._open(i, self.now, classes[i], steps[i], in_tok[i], prohibited[i], high[i])
-        return self._advance(proc, None)
+        return self._begin(i)
 
     def _finished(self) -> None:
         done = self._done = self._done + 1
@@ -200,6 +198,10 @@ class Engine(Calls):
         """A session's turn arrives now (its time was decided by the run)."""
         assert self.trace.arrival_s is not None
         self.trace.arrival_s[rid] = self.now
+        return self._begin(rid)
+
+    def _begin(self, rid: int) -> bool:
+        """Open request `rid` now and drive its stack until it waits or finishes."""
         classes, steps, in_tok, prohibited, high = self._request_columns
         proc = self._open(rid, self.now, classes[rid], steps[rid], in_tok[rid], prohibited[rid],
                           high[rid])  # fmt: skip
